@@ -1,0 +1,146 @@
+"""``tuner launch`` and ``tuner worker``: running a study."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import optuna
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tuner.cli._common import StorageOption, StudyFile, read_spec, setup_logging, storage_url
+from tuner.cli._render import summary_table
+from tuner.errors import FleetError, SpecError
+from tuner.fleet import LocalFleet, Step, plan_workers, prepare_launch, run_worker, snapshot
+from tuner.fleet._launch import WORKER_GPU_ENV, WORKER_STORAGE_ENV
+from tuner.objectives._select import check_objective, load_objective, study_done_hook
+from tuner.spec import StudySpec
+from tuner.storage import redact
+
+
+def launch(
+    study_file: StudyFile,
+    storage: StorageOption = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, help="Number of local workers (default: from the file)."),
+    ] = None,
+) -> None:
+    """Create or resume a study and run it with local workers until the budget is spent.
+
+    Example: tuner launch search_spaces/quick.yaml --workers 2
+    """
+    setup_logging()
+    spec = read_spec(study_file)
+    _check(spec, study_file)
+    url = storage_url(spec, storage)
+    console = Console()
+    study, step, why = prepare_launch(spec, url)
+    if step is Step.DONE:
+        console.print(f"Study [bold]{spec.name}[/] has nothing left to run: {why}.")
+        console.print(summary_table(spec, snapshot(study), elapsed=None, storage=url))
+        return
+    slots = plan_workers(spec.workers.per_gpu, spec.workers.cpu, override=workers)
+    fleet = LocalFleet(study_file.resolve(), url, slots, spec.name)
+    console.print(
+        f"Study [bold]{spec.name}[/] on {redact(url)}: {len(slots)} worker(s) "
+        f"({', '.join(f'GPU {s.gpu}' if s.gpu else 'CPU' for s in slots)}); "
+        f"logs in {fleet.log_dir}"
+    )
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stopping.set()
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    started = time.monotonic()
+    fleet.start()
+    try:
+        _follow(console, study, spec.budget.n_trials, fleet, stopping)
+    finally:
+        if stopping.is_set():
+            console.print("Stopping workers (running trials are re-queued)...")
+        fleet.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    final = snapshot(study)
+    console.print(summary_table(spec, final, elapsed=time.monotonic() - started, storage=url))
+    if stopping.is_set():
+        raise typer.Exit(130)
+    _, _, why = prepare_launch(spec, url)
+    if why.startswith("halted"):
+        raise FleetError(f"study {spec.name} {why}")
+    if any(code not in (0, None) for code in fleet.exit_codes()):
+        raise FleetError(f"a worker exited with an error; see the logs in {fleet.log_dir}")
+
+
+def _follow(
+    console: Console,
+    study: optuna.Study,
+    n_trials: int | None,
+    fleet: LocalFleet,
+    stopping: threading.Event,
+) -> None:
+    """Show live progress from the storage until every worker has exited or a stop is asked."""
+    columns = [
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}" if n_trials else "{task.completed}"),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("trials", total=n_trials, detail="")
+        while not stopping.is_set():
+            snap = snapshot(study)
+            t = snap.tally
+            best = "-" if snap.best_value is None else f"{snap.best_value:.4g}"
+            progress.update(
+                task,
+                completed=t.finished,
+                detail=f"complete {t.complete} pruned {t.pruned} failed {t.failed} "
+                f"running {t.running} | best {best}",
+            )
+            if fleet.running() == 0:
+                break
+            stopping.wait(1.0)
+
+
+def worker(study_file: StudyFile, storage: StorageOption = None) -> None:
+    """Run one worker that joins the study and pulls trials until the budget is spent.
+
+    Start as many as you like, on any host that reaches the storage.
+
+    Example: TUNER_STORAGE=postgresql+psycopg2://tuner@db:5432/tuner tuner worker study.yaml
+    """
+    setup_logging(verbose=True)
+    spec = read_spec(study_file)
+    _check(spec, study_file)
+    url = os.environ.get(WORKER_STORAGE_ENV) or storage_url(spec, storage)
+    objective = load_objective(spec, study_file.resolve().parent)
+    report = run_worker(
+        spec,
+        url,
+        objective,
+        gpu=os.environ.get(WORKER_GPU_ENV),
+        on_study_done=study_done_hook(spec),
+    )
+    typer.echo(
+        f"worker {report.worker_id} ran {report.trials_run} trial(s) "
+        f"{report.outcomes or ''}; stopped: {report.stop_reason}",
+        err=True,
+    )
+
+
+def _check(spec: StudySpec, study_file: Path) -> None:
+    """Reject an objective that cannot run, naming the study file."""
+    try:
+        check_objective(spec, study_file.resolve().parent)
+    except SpecError as exc:
+        raise SpecError(f"{study_file}: {exc}") from None

@@ -1,0 +1,186 @@
+"""The study's budget, counted over the whole fleet, and the decisions that keep it exact.
+
+Every worker calls :func:`next_step` while holding the study lock, so "count, then start one
+more trial" is atomic across hosts. ``n_trials`` counts finished trials (complete, pruned and
+failed for good); a failed trial that is re-run is replaced by its re-run. Trials that are
+running or queued count too, because they will finish.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.fleet._records import (
+    ATTEMPT_ATTR,
+    FAIL_REASON_ATTR,
+    HALTED_ATTR,
+    RETRY_OF_ATTR,
+    STARTED_AT_ATTR,
+    WINDOW_START_ATTR,
+    WORKER_ATTR,
+    WorkerRecord,
+    WorkerState,
+    load_records,
+    save_record,
+    set_study_attr,
+    study_attrs,
+)
+from tuner.spec import StudySpec
+
+_log = logging.getLogger(__name__)
+
+
+class Step(Enum):
+    """What a worker does next."""
+
+    RUN = "run"  # start (or pop) one trial now
+    WAIT = "wait"  # the budget is taken, but running trials may still fail and be re-run
+    DONE = "done"  # nothing is left for this study
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Trial counts as the budget sees them."""
+
+    complete: int
+    pruned: int
+    failed: int
+    running: int
+    waiting: int
+    replaced: int  # failed trials that were re-run; they do not count
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned + self.failed
+
+
+def tally(trials: list[FrozenTrial]) -> Tally:
+    """Count ``trials`` by state, leaving out failed trials that a re-run replaces."""
+    replaced = _replaced_numbers(trials)
+    states = [t.state for t in trials if t.number not in replaced]
+    return Tally(
+        complete=states.count(TrialState.COMPLETE),
+        pruned=states.count(TrialState.PRUNED),
+        failed=states.count(TrialState.FAIL),
+        running=states.count(TrialState.RUNNING),
+        waiting=states.count(TrialState.WAITING),
+        replaced=len(replaced),
+    )
+
+
+def _replaced_numbers(trials: list[FrozenTrial]) -> set[int]:
+    return {int(t.user_attrs[RETRY_OF_ATTR]) for t in trials if RETRY_OF_ATTR in t.user_attrs}
+
+
+def next_step(
+    study: optuna.Study, spec: StudySpec, *, now: float | None = None
+) -> tuple[Step, str]:
+    """Decide what a worker holding the study lock does next, and why.
+
+    Before deciding, trials of workers that stopped heart-beating are failed and re-queued,
+    and a study whose first trials mostly fail is halted for every worker.
+    """
+    now = time.time() if now is None else now
+    reap_stale_trials(study, spec, now=now)
+    attrs = study_attrs(study)
+    if attrs.get(HALTED_ATTR):
+        return Step.DONE, str(attrs[HALTED_ATTR])
+    trials = study.get_trials(deepcopy=False)
+    halt = _failure_halt(trials, spec, int(attrs.get(WINDOW_START_ATTR, 0)))
+    if halt is not None:
+        set_study_attr(study, HALTED_ATTR, halt)
+        return Step.DONE, halt
+    counts = tally(trials)
+    started = attrs.get(STARTED_AT_ATTR)
+    if started is None:
+        set_study_attr(study, STARTED_AT_ATTR, now)
+        started = now
+    timeout = spec.budget.timeout
+    if timeout is not None and now - float(started) >= timeout:
+        return Step.DONE, f"timeout of {timeout:g}s reached"
+    n_trials = spec.budget.n_trials
+    if n_trials is None or counts.finished + counts.running + counts.waiting < n_trials:
+        return Step.RUN, "budget left"
+    if counts.waiting:
+        return Step.RUN, "re-run queued"
+    if counts.running:
+        return Step.WAIT, "waiting for running trials"
+    return Step.DONE, f"budget of {n_trials} trials spent"
+
+
+def _failure_halt(trials: list[FrozenTrial], spec: StudySpec, window_start: int) -> str | None:
+    """A reason to halt when more than the allowed share of the first trials failed."""
+    budget = spec.budget
+    replaced = _replaced_numbers(trials)
+    window = [
+        t
+        for t in trials
+        if t.number >= window_start and t.number not in replaced and t.state.is_finished()
+    ]
+    window = sorted(window, key=lambda t: t.number)[: budget.failure_window]
+    failed = [t for t in window if t.state is TrialState.FAIL]
+    if len(failed) <= budget.max_failed_share * budget.failure_window:
+        return None
+    reason = failed[-1].user_attrs.get(FAIL_REASON_ATTR, "no reason recorded")
+    return (
+        f"halted: {len(failed)} of the first {len(window)} trials failed "
+        f"(budget.max_failed_share={budget.max_failed_share:g} of "
+        f"budget.failure_window={budget.failure_window}); last reason: {reason}"
+    )
+
+
+def reap_stale_trials(study: optuna.Study, spec: StudySpec, *, now: float) -> list[int]:
+    """Fail the running trials of workers that went silent, and queue their re-runs.
+
+    A worker is silent when its record's heartbeat is older than ``workers.heartbeat_grace``
+    or it says it stopped. Returns the numbers of the trials failed here.
+    """
+    records = load_records(study)
+    grace = spec.workers.heartbeat_grace
+    reaped = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = records.get(str(trial.user_attrs.get(WORKER_ATTR)))
+        alive = owner is not None and owner.state is not WorkerState.STOPPED
+        if alive and now - owner.heartbeat <= grace:
+            continue
+        silent = "no record" if owner is None else f"no heartbeat for {now - owner.heartbeat:.0f}s"
+        who = trial.user_attrs.get(WORKER_ATTR, "unknown worker")
+        fail_and_requeue(study, spec, trial, f"worker {who} lost ({silent})")
+        if owner is not None and owner.state is not WorkerState.LOST:
+            save_record(study, WorkerRecord(**{**owner.__dict__, "state": WorkerState.LOST}))
+        reaped.append(trial.number)
+    return reaped
+
+
+def fail_and_requeue(study: optuna.Study, spec: StudySpec, trial: FrozenTrial, reason: str) -> bool:
+    """Mark ``trial`` failed with ``reason`` and queue a re-run if retries are left.
+
+    Returns True when a re-run was queued.
+    """
+    storage = study._storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, trial.number)
+    storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
+    storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    attempt = int(trial.user_attrs.get(ATTEMPT_ATTR, 0))
+    if attempt >= spec.budget.max_retries:
+        _log.warning("trial %d failed for good after %d re-runs: %s", trial.number, attempt, reason)
+        return False
+    study.enqueue_trial(
+        dict(trial.params),
+        user_attrs={RETRY_OF_ATTR: trial.number, ATTEMPT_ATTR: attempt + 1},
+    )
+    _log.warning("trial %d failed (%s); re-run %d queued", trial.number, reason, attempt + 1)
+    return True
+
+
+def rearm_after_halt(study: optuna.Study) -> None:
+    """Let a relaunch try again after a halt: count failures only among trials from now on."""
+    if study_attrs(study).get(HALTED_ATTR):
+        set_study_attr(study, HALTED_ATTR, None)
+        set_study_attr(study, WINDOW_START_ATTR, len(study.get_trials(deepcopy=False)))

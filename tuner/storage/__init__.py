@@ -1,0 +1,29 @@
+"""Where studies live: storage URLs, opening storages, the study lock and artifacts."""
+
+from tuner.storage._coordination import PostgresArtifactStore, StudyLock, open_artifact_store
+from tuner.storage._open import ReconnectingStorage, is_disconnect, open_storage
+from tuner.storage._url import (
+    ENV_VAR,
+    StorageKind,
+    default_url,
+    embedded_dir,
+    kind_of,
+    redact,
+    resolve_url,
+)
+
+__all__ = [
+    "ENV_VAR",
+    "PostgresArtifactStore",
+    "ReconnectingStorage",
+    "StorageKind",
+    "StudyLock",
+    "default_url",
+    "embedded_dir",
+    "is_disconnect",
+    "kind_of",
+    "open_artifact_store",
+    "open_storage",
+    "redact",
+    "resolve_url",
+]

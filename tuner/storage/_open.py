@@ -1,0 +1,170 @@
+"""Opening an Optuna storage (and its artifact store) from a URL.
+
+PostgreSQL and SQLite go through Optuna's ``RDBStorage`` on SQLAlchemy, with connections
+checked before use and a pool sized for the caller. The embedded default is Optuna's journal
+file, which several local processes can append to without lock errors. A worker wraps its
+storage in :class:`ReconnectingStorage`, so a database restart is waited out, not fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
+from sqlalchemy import exc as sa_exc
+
+from tuner.errors import StorageError
+from tuner.storage._url import StorageKind, journal_path, kind_of, redact
+
+_log = logging.getLogger(__name__)
+
+
+def open_storage(
+    url: str,
+    *,
+    pool_size: int = 2,
+    connect_timeout: float = 5.0,
+    wait_seconds: float = 0.0,
+    reconnect_seconds: float | None = None,
+) -> BaseStorage:
+    """Open the storage at ``url``.
+
+    Args:
+        url: a storage URL (see :func:`tuner.storage.resolve_url`).
+        pool_size: connections kept per process (PostgreSQL).
+        connect_timeout: seconds one connection attempt may take.
+        wait_seconds: keep retrying an unreachable database this long (with backoff) before
+            giving up; 0 fails at the first refusal.
+        reconnect_seconds: when set, the returned storage retries every call through a
+            database outage of up to this many seconds (see :class:`ReconnectingStorage`).
+
+    Raises:
+        StorageError: the URL is malformed or the database cannot be reached; the message
+            never contains the password.
+    """
+    kind = kind_of(url)
+    if kind is StorageKind.JOURNAL_FILE:
+        path = journal_path(url)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as exc:
+            raise StorageError(f"storage {url}: cannot open the journal file: {exc}") from None
+    engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if kind is StorageKind.POSTGRESQL:
+        engine_kwargs |= {
+            "pool_size": pool_size,
+            "max_overflow": pool_size,
+            "pool_recycle": 600,
+            "connect_args": {
+                "connect_timeout": max(1, int(connect_timeout)),
+                "application_name": "tuner",
+            },
+        }
+    else:
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    storage = _with_backoff(lambda: RDBStorage(url, engine_kwargs=engine_kwargs), url, wait_seconds)
+    # Optuna itself wraps RDBStorage in its trial cache when given a URL; do the same so the
+    # sampler's repeated reads of all trials stay incremental.
+    cached: BaseStorage = optuna.storages._CachedStorage(storage)
+    if reconnect_seconds:
+        return ReconnectingStorage(cached, reconnect_seconds)
+    return cached
+
+
+def is_disconnect(error: BaseException) -> bool:
+    """True when ``error`` (or its cause) means the database went away, not a bad request."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(
+            seen, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError)
+        ):
+            return True
+        if isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _with_backoff(make: Callable[[], Any], url: str, wait_seconds: float) -> Any:
+    """Call ``make`` until it stops failing with a disconnect, for up to ``wait_seconds``."""
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.5
+    while True:
+        try:
+            return make()
+        except Exception as exc:  # SQLAlchemy and Optuna both wrap driver errors
+            if not is_disconnect(exc) and not isinstance(exc, sa_exc.IntegrityError):
+                raise StorageError(f"storage {redact(url)}: {_first_line(exc)}") from None
+            if time.monotonic() + delay > deadline:
+                raise StorageError(
+                    f"storage {redact(url)}: cannot connect: {_first_line(exc)}"
+                ) from None
+            _log.warning(
+                "storage %s not reachable yet (%s); retrying", redact(url), _first_line(exc)
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = exc
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    text = str(getattr(cause, "orig", None) or cause).strip().splitlines()
+    return redact(text[0] if text else type(cause).__name__)
+
+
+class ReconnectingStorage(BaseStorage):
+    """A storage that waits out database outages instead of failing the caller.
+
+    Every call that fails because the connection was lost is retried with exponential backoff
+    for up to ``max_wait`` seconds; other errors pass through untouched. A call whose commit
+    reached the server just before the connection broke could in principle run twice; Optuna's
+    writes are idempotent except trial creation, which the fleet's budget check tolerates.
+    """
+
+    def __init__(self, inner: BaseStorage, max_wait: float) -> None:
+        self._inner = inner
+        self._max_wait = max_wait
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + self._max_wait
+        delay = 0.25
+        while True:
+            try:
+                return getattr(self._inner, name)(*args, **kwargs)
+            except Exception as exc:
+                if not is_disconnect(exc) or time.monotonic() + delay > deadline:
+                    raise
+                _log.warning(
+                    "database unreachable during %s (%s); retrying in %.1fs",
+                    name,
+                    _first_line(exc),
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def _forwarder(name: str) -> Callable[..., Any]:
+    def method(self: ReconnectingStorage, *args: Any, **kwargs: Any) -> Any:
+        return self._call(name, *args, **kwargs)
+
+    method.__name__ = name
+    method.__doc__ = getattr(BaseStorage, name).__doc__
+    return method
+
+
+for _name, _member in vars(BaseStorage).items():
+    if callable(_member) and not _name.startswith("_"):
+        setattr(ReconnectingStorage, _name, _forwarder(_name))
+ReconnectingStorage.__abstractmethods__ = frozenset()
