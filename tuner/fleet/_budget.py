@@ -79,9 +79,12 @@ def _replaced_numbers(trials: list[FrozenTrial]) -> set[int]:
 
 
 def next_step(
-    study: optuna.Study, spec: StudySpec, *, now: float | None = None
+    study: optuna.Study, spec: StudySpec, *, now: float | None = None, taking: bool = True
 ) -> tuple[Step, str]:
     """Decide what a worker holding the study lock does next, and why.
+
+    ``taking=False`` asks without taking a trial (a launcher checking what is left), so the
+    study's timeout clock does not start.
 
     Before deciding, trials of workers that stopped heart-beating are failed and re-queued,
     and a study whose first trials mostly fail is halted for every worker.
@@ -98,20 +101,26 @@ def next_step(
         return Step.DONE, halt
     counts = tally(trials)
     started = attrs.get(STARTED_AT_ATTR)
-    if started is None:
-        set_study_attr(study, STARTED_AT_ATTR, now)
-        started = now
     timeout = spec.budget.timeout
-    if timeout is not None and now - float(started) >= timeout:
+    if timeout is not None and started is not None and now - float(started) >= timeout:
         return Step.DONE, f"timeout of {timeout:g}s reached"
     n_trials = spec.budget.n_trials
     if n_trials is None or counts.finished + counts.running + counts.waiting < n_trials:
-        return Step.RUN, "budget left"
+        return _run(study, started, now, "budget left", taking)
     if counts.waiting:
-        return Step.RUN, "re-run queued"
+        return _run(study, started, now, "re-run queued", taking)
     if counts.running:
         return Step.WAIT, "waiting for running trials"
     return Step.DONE, f"budget of {n_trials} trials spent"
+
+
+def _run(
+    study: optuna.Study, started: object, now: float, why: str, taking: bool
+) -> tuple[Step, str]:
+    """Decide to run, starting the study's clock with its first trial."""
+    if started is None and taking:
+        set_study_attr(study, STARTED_AT_ATTR, now)
+    return Step.RUN, why
 
 
 def _failure_halt(trials: list[FrozenTrial], spec: StudySpec, window_start: int) -> str | None:

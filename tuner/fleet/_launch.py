@@ -53,7 +53,7 @@ def prepare_launch(spec: StudySpec, storage_url: str) -> tuple[optuna.Study, Ste
     try:
         with lock.hold():
             rearm_after_halt(study)
-            step, why = next_step(study, spec)
+            step, why = next_step(study, spec, taking=False)
     finally:
         lock.close()
     return study, step, why

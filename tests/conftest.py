@@ -1,0 +1,63 @@
+"""Shared fixtures: a real PostgreSQL database per test session, storages, study files.
+
+Every test that stores studies runs against a database this session creates on the machine's
+PostgreSQL server (127.0.0.1:5432, trust auth) and drops at the end; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+from helpers.study import PG_HOST, PG_PORT, PG_USER, REPO, pg_url
+
+
+def _admin(sql: str) -> None:
+    connection = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres")
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session; dropped afterwards."""
+    name = f"tuner_test_{uuid.uuid4().hex[:10]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_storage(pg_database: str) -> str:
+    return pg_url(pg_database)
+
+
+@pytest.fixture(params=["embedded", "postgresql"])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same behaviour suite runs on the embedded default and on PostgreSQL."""
+    if request.param == "embedded":
+        return f"journal://{tmp_path / 'storage' / 'journal.log'}"
+    return pg_url(request.getfixturevalue("pg_database"))
+
+
+@pytest.fixture
+def study_name() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the embedded default and worker logs of each test inside its tmp_path."""
+    monkeypatch.setenv("TUNER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TUNER_STORAGE", raising=False)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO / "tests"), str(REPO)]))

@@ -1,0 +1,67 @@
+"""Helpers for tests that write study files and run the ``tuner`` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import yaml
+
+PG_HOST = os.environ.get("TUNER_TEST_PGHOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("TUNER_TEST_PGPORT", "5432"))
+PG_USER = os.environ.get("TUNER_TEST_PGUSER", "postgres")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pg_url(database: str, user: str = PG_USER, password: str | None = None) -> str:
+    secret = f":{password}" if password else ""
+    return f"postgresql+psycopg2://{user}{secret}@{PG_HOST}:{PG_PORT}/{database}"
+
+
+def write_study(folder: Path, name: str, **sections: object) -> Path:
+    """Write a study file for the objective in tests/helpers/objectives.py; override any key."""
+    document: dict[str, object] = {
+        "name": name,
+        "objective": {
+            "model": "helpers.objectives:quadratic",
+            "metric": "loss",
+            "direction": "minimize",
+        },
+        "search_space": {"x": {"low": -5.0, "high": 5.0}, "y": {"low": -5.0, "high": 5.0}},
+        "sampler": {"type": "random", "seed": 0},
+        "budget": {"n_trials": 10},
+        "workers": {"cpu": 1, "heartbeat_interval": 0.5, "heartbeat_grace": 3.0},
+    }
+    document.update(sections)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def tuner_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tuner", *args]
+
+
+def run_tuner(
+    *args: str, timeout: float = 240, env: dict[str, str] | None = None, **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``tuner`` command in a subprocess, as a user would.
+
+    The tests' helper objectives are importable in it (``helpers.objectives``).
+    """
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), str(REPO)])
+    return subprocess.run(
+        tuner_cmd(*args), capture_output=True, text=True, timeout=timeout, env=env, **kwargs
+    )
+
+
+def load_trials(name: str, url: str) -> list[optuna.trial.FrozenTrial]:
+    """Every trial of the stored study, read the way tuner opens storages."""
+    from tuner.storage import open_storage
+
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    return study.get_trials(deepcopy=False)
