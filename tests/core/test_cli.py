@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import os
 from pathlib import Path
 
@@ -140,3 +141,25 @@ def test_bad_option_is_exit_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     result = runner.invoke(app, ["status", str(study_file), "--format", "xml"])
     assert result.exit_code == 2 and "xml" in result.output
+
+
+def test_report_writes_one_self_contained_file(
+    finished_study: tuple[Path, str], tmp_path: Path
+) -> None:
+    study_file, url = finished_study
+    out = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", str(study_file), "--storage", url, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    assert "Plotly.newPlot" in html or "plotly" in html.lower()
+    assert not re.search(r"<(script|link)[^>]+(src|href)=\"https?:", html), "nothing remote"
+
+
+def test_dashboard_refuses_a_public_bind_without_a_token(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["dashboard", "--storage", f"journal://{tmp_path / 'j.log'}", "--host", "0.0.0.0"],
+        env={"TUNER_DASHBOARD_TOKEN": ""},
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: ") and "TUNER_DASHBOARD_TOKEN" in result.output

@@ -15,12 +15,13 @@ from tuner.fleet import Snapshot, load_records, tally
 from tuner.fleet._records import study_attrs
 from tuner.objectives._select import TEST_SCORE_ATTR
 from tuner.spec import StudySpec
-from tuner.storage import redact
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
 
-def summary_table(spec: StudySpec, snap: Snapshot, *, elapsed: float | None, storage: str) -> Table:
+def summary_table(
+    spec: StudySpec, snap: Snapshot, *, elapsed: float | None, dashboard_command: str
+) -> Table:
     """The end-of-launch summary: best value and parameters, counts, wall time, next step."""
     table = Table(title=f"Study {spec.name}", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -38,7 +39,7 @@ def summary_table(spec: StudySpec, snap: Snapshot, *, elapsed: float | None, sto
     )
     if elapsed is not None:
         table.add_row("wall time", f"{elapsed:.1f}s")
-    table.add_row("dashboard", f"tuner dashboard --storage '{redact(storage)}'")
+    table.add_row("dashboard", dashboard_command)
     return table
 
 

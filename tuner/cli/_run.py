@@ -17,11 +17,20 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from tuner.cli._common import StorageOption, StudyFile, read_spec, setup_logging, storage_url
 from tuner.cli._render import summary_table
 from tuner.errors import FleetError, SpecError
-from tuner.fleet import LocalFleet, Step, plan_workers, prepare_launch, run_worker, snapshot
+from tuner.fleet import (
+    LocalFleet,
+    Step,
+    claim_gpu_slot_from_env,
+    plan_workers,
+    prepare_launch,
+    run_worker,
+    snapshot,
+)
 from tuner.fleet._launch import WORKER_GPU_ENV, WORKER_STORAGE_ENV
+from tuner.fleet._records import HALTED_ATTR, study_attrs
 from tuner.objectives._select import check_objective, load_objective, study_done_hook
 from tuner.spec import StudySpec
-from tuner.storage import redact
+from tuner.storage import is_disconnect, redact, retry_on_disconnect
 
 
 def launch(
@@ -41,10 +50,11 @@ def launch(
     _check(spec, study_file)
     url = storage_url(spec, storage)
     console = Console()
+    dash = f"tuner dashboard {study_file}" + (f" --storage '{redact(url)}'" if storage else "")
     study, step, why = prepare_launch(spec, url)
     if step is Step.DONE:
         console.print(f"Study [bold]{spec.name}[/] has nothing left to run: {why}.")
-        console.print(summary_table(spec, snapshot(study), elapsed=None, storage=url))
+        console.print(summary_table(spec, snapshot(study), elapsed=None, dashboard_command=dash))
         return
     slots = plan_workers(spec.workers.per_gpu, spec.workers.cpu, override=workers)
     fleet = LocalFleet(study_file.resolve(), url, slots, spec.name)
@@ -69,13 +79,18 @@ def launch(
         fleet.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    final = snapshot(study)
-    console.print(summary_table(spec, final, elapsed=time.monotonic() - started, storage=url))
+    # The database may be on its way back from an outage that the workers waited out.
+    final = retry_on_disconnect(lambda: snapshot(study), max_wait=60.0, what="summary")
+    console.print(
+        summary_table(spec, final, elapsed=time.monotonic() - started, dashboard_command=dash)
+    )
     if stopping.is_set():
         raise typer.Exit(130)
-    _, _, why = prepare_launch(spec, url)
-    if why.startswith("halted"):
-        raise FleetError(f"study {spec.name} {why}")
+    halted = retry_on_disconnect(
+        lambda: study_attrs(study).get(HALTED_ATTR), max_wait=60.0, what="halt check"
+    )
+    if halted:
+        raise FleetError(f"study {spec.name} {halted}")
     if any(code not in (0, None) for code in fleet.exit_codes()):
         raise FleetError(f"a worker exited with an error; see the logs in {fleet.log_dir}")
 
@@ -98,7 +113,14 @@ def _follow(
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("trials", total=n_trials, detail="")
         while not stopping.is_set():
-            snap = snapshot(study)
+            try:
+                snap = snapshot(study)
+            except Exception as exc:
+                if not is_disconnect(exc):
+                    raise
+                progress.update(task, detail="database unreachable; the workers wait for it")
+                stopping.wait(1.0)
+                continue
             t = snap.tally
             best = "-" if snap.best_value is None else f"{snap.best_value:.4g}"
             progress.update(
@@ -121,6 +143,9 @@ def worker(study_file: StudyFile, storage: StorageOption = None) -> None:
     """
     setup_logging(verbose=True)
     spec = read_spec(study_file)
+    # Before the objective loads and CUDA starts: with TUNER_GPU_SLOTS_DIR set, this sets
+    # CUDA_VISIBLE_DEVICES to a GPU no other worker on the host holds, until this process ends.
+    claim_gpu_slot_from_env()
     _check(spec, study_file)
     url = os.environ.get(WORKER_STORAGE_ENV) or storage_url(spec, storage)
     objective = load_objective(spec, study_file.resolve().parent)

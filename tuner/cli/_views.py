@@ -17,8 +17,6 @@ from tuner.cli._common import (
 )
 from tuner.storage import open_artifact_store, open_storage, resolve_url
 
-TOKEN_ENV = "TUNER_DASHBOARD_TOKEN"
-
 
 def dashboard(
     study_file: Annotated[
@@ -37,19 +35,22 @@ def dashboard(
 
     Example: tuner dashboard search_spaces/quick.yaml --port 8080
     """
-    from tuner.dashboard import serve
+    from tuner.dashboard import TOKEN_ENV, serve
 
     setup_logging(verbose=True)
     spec = read_spec(study_file) if study_file is not None else None
     url = resolve_url(storage, spec.storage if spec else None)
-    serve(
-        open_storage(url, pool_size=4),
-        open_artifact_store(url),
-        host=host,
-        port=port,
-        allow_writes=allow_writes,
-        token=os.environ.get(TOKEN_ENV) or None,
-    )
+    try:
+        serve(
+            open_storage(url, pool_size=4),
+            open_artifact_store(url),
+            host=host,
+            port=port,
+            allow_writes=allow_writes,
+            token=os.environ.get(TOKEN_ENV) or None,
+        )
+    except KeyboardInterrupt:
+        typer.echo("dashboard stopped", err=True)
 
 
 def report(
