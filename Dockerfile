@@ -41,7 +41,7 @@ RUN pip install --no-deps . && tuner --help > /dev/null
 
 
 FROM python:${PYTHON_VERSION}-slim-bookworm
-# CUDA_DEVICE_ORDER: number GPUs as nvidia-smi does (docker/gpu-slot relies on it).
+# CUDA_DEVICE_ORDER: number GPUs as nvidia-smi does (GPU slots are named by its indices).
 # NVIDIA_DRIVER_CAPABILITIES: compute for CUDA, utility for nvidia-smi.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -53,7 +53,6 @@ RUN useradd --create-home --uid 10001 --user-group tuner \
  && install --directory --owner=tuner --group=tuner /home/tuner/data /var/lib/tuner/gpu-slots
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-COPY --chmod=0755 docker/gpu-slot /app/docker/gpu-slot
 COPY search_spaces ./search_spaces
 USER tuner
 CMD ["tuner", "--help"]

@@ -117,7 +117,14 @@ def test_config_renders_the_stack(tool: tuple[str, ...], tmp_path: Path, profile
         (device,) = devices["worker"]
         assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
         assert device["count"] in ("all", -1)  # v1 prints "all", v2 -1
-        assert workers["worker"]["entrypoint"] == ["/app/docker/gpu-slot"]
+        # `tuner worker` claims its GPU slot in a folder that every replica on the host mounts.
+        slots_dir = workers["worker"]["environment"]["TUNER_GPU_SLOTS_DIR"]
+        mounts = [
+            v if isinstance(v, str) else f"{v['source']}:{v['target']}"
+            for v in workers["worker"]["volumes"]
+        ]
+        assert any(m.split(":")[:2] == ["gpu-slots", slots_dir] for m in mounts), mounts
+        assert "entrypoint" not in workers["worker"]
     elif profile == "cpu":
         assert devices == {"worker-cpu": []}
     else:

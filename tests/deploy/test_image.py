@@ -140,10 +140,19 @@ def test_build_context_holds_what_is_copied_and_no_secrets(
         assert dockerignored(kept_out, ignore_patterns), f".dockerignore lets in {kept_out}"
 
 
-def test_worker_entrypoint_is_in_the_image(stages: list[Stage]) -> None:
-    entrypoint = load_compose()["services"]["worker"]["entrypoint"][0]
-    assert any(args.endswith(f" {entrypoint}") for args in stages[-1].args("COPY"))
-    assert os.access(REPO / entrypoint.removeprefix("/app/"), os.X_OK)
+def test_gpu_slots_folder_is_in_the_image_and_writable_by_the_worker(
+    stages: list[Stage],
+) -> None:
+    """The GPU worker locks its slot files there; the named volume mounted over it takes the
+    image folder's owner, so an unprivileged worker can create them."""
+    worker = load_compose()["services"]["worker"]
+    slots_dir = worker["environment"]["TUNER_GPU_SLOTS_DIR"]
+    assert f"gpu-slots:{slots_dir}" in worker["volumes"]
+    (user,) = stages[-1].args("USER")
+    assert any(
+        re.search(rf"install --directory --owner={user} --group={user} .*{slots_dir}\b", run)
+        for run in stages[-1].args("RUN")
+    ), stages[-1].args("RUN")
 
 
 def test_package_built_as_in_the_image_carries_every_file(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The fleet: worker processes, the exact budget, heartbeats and crash recovery."""
 
 from tuner.fleet._budget import Step, Tally, next_step, reap_stale_trials, tally
+from tuner.fleet._gpu_slots import GpuSlot, claim_gpu_slot, claim_gpu_slot_from_env
 from tuner.fleet._launch import (
     LocalFleet,
     Snapshot,
@@ -15,6 +16,7 @@ from tuner.fleet._study import find_study, open_study
 from tuner.fleet._worker import WorkerInterrupted, WorkerReport, run_worker
 
 __all__ = [
+    "GpuSlot",
     "LocalFleet",
     "Step",
     "Tally",
@@ -26,6 +28,8 @@ __all__ = [
     "prepare_launch",
     "snapshot",
     "WorkerState",
+    "claim_gpu_slot",
+    "claim_gpu_slot_from_env",
     "find_study",
     "load_records",
     "next_step",
