@@ -128,3 +128,25 @@ def test_unknown_user_module_is_reported_before_anything_runs(tmp_path: Path) ->
     )
     assert result.exit_code == 2
     assert "objective.model: cannot import 'nowhere.to_be'" in result.output
+
+
+def test_csv_paths_are_relative_to_the_study_file(tmp_path: Path) -> None:
+    from tuner.spec import load_spec
+
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    path = folder / "forecast.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "f",
+                "objective": {
+                    "model": "lstm",
+                    "task": "forecasting",
+                    "dataset": {"csv": "data/sales.csv", "target": "y"},
+                },
+                "budget": {"n_trials": 1},
+            }
+        )
+    )
+    assert load_spec(path).objective.dataset.csv == str(folder / "data" / "sales.csv")

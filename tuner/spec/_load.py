@@ -7,6 +7,7 @@ message starts with the file name and the field path.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from tuner.errors import SpecError
-from tuner.spec._model import StudySpec
+from tuner.spec._model import CsvData, StudySpec
 from tuner.spec._optuna import build_pruner, build_sampler
 
 MAX_FILE_BYTES = 1_000_000
@@ -28,6 +29,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                break  # the base class reports it ("found unhashable key")
             if key in seen:
                 line = key_node.start_mark.line + 1
                 raise SpecError(f"line {line}: duplicate key {key!r}")
@@ -68,6 +71,10 @@ def parse_spec(text: str, source: str = "<study>") -> StudySpec:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{source}: YAML syntax error at {where}{problem}") from None
+    except RecursionError:
+        raise SpecError(f"{source}: the document is nested too deeply") from None
+    except (ValueError, OverflowError) as exc:  # a scalar YAML resolves but Python refuses
+        raise SpecError(f"{source}: YAML value error: {str(exc)[:200]}") from None
     if _count_nodes(data, MAX_NODES) > MAX_NODES:
         raise SpecError(
             f"{source}: the document expands to more than {MAX_NODES} values "
@@ -104,7 +111,17 @@ def load_spec(path: str | Path) -> StudySpec:
         raise SpecError(
             f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
         ) from None
-    return parse_spec(text, str(path))
+    return _anchor_paths(parse_spec(text, str(path)), path.parent)
+
+
+def _anchor_paths(spec: StudySpec, folder: Path) -> StudySpec:
+    """Make a relative ``dataset.csv`` path relative to the study file, not the shell."""
+    dataset = spec.objective.dataset
+    if not isinstance(dataset, CsvData) or Path(dataset.csv).is_absolute():
+        return spec
+    anchored = dataset.model_copy(update={"csv": str((folder / dataset.csv).resolve())})
+    objective = spec.objective.model_copy(update={"dataset": anchored})
+    return spec.model_copy(update={"objective": objective})
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -1,0 +1,129 @@
+"""Data sets: every shipped one is usable by name; splits and scaling never see the test part."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tuner.objectives.data import DataKind, available, load_data, lookup, sktime_data_dir
+from tuner.objectives.data.forecasting import make_splits
+from tuner.objectives.train import evaluate
+
+PARAMS = {"val_fraction": 0.2, "test_fraction": 0.2, "look_back": 24, "horizon": 1}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["JapaneseVowels", "japanese_vowels", "japanesevowels", "Japanese-Vowels", "JAPANESE_VOWELS"],
+)
+def test_names_match_ignoring_case_underscores_hyphens(name: str) -> None:
+    info = lookup(name)
+    assert info is not None and info.name == "JapaneseVowels"
+
+
+def test_every_shipped_data_file_resolves_by_name() -> None:
+    root = sktime_data_dir()
+    problems = {p.name[: -len("_TRAIN.ts")] for p in root.glob("*/*_TRAIN.ts")}
+    assert {
+        "GunPoint",
+        "ArrowHead",
+        "ItalyPowerDemand",
+        "BasicMotions",
+        "JapaneseVowels",
+    } <= problems
+    for name in problems:
+        info = lookup(name)
+        assert info is not None, name
+        assert info.kind in (DataKind.SEQUENCE, DataKind.SERIES_REGRESSION)
+    csv_files = list(root.glob("*/*.csv"))
+    assert csv_files
+    csv_paths = {i.path for i in map(lookup, available("forecasting")) if i is not None}
+    assert set(csv_files) <= csv_paths
+    assert lookup("airline") is not None and lookup("lynx") is not None
+    assert lookup("digits") is not None and lookup("nope") is None
+
+
+def test_classification_list_is_the_ucr_problems_plus_digits() -> None:
+    names = available("classification")
+    assert "digits" in names and "GunPoint" in names and "airline" not in names
+    assert "Tecator" in available("forecasting")  # a regression problem: one value per series
+
+
+@pytest.mark.parametrize(
+    ("name", "channels", "classes", "unequal"),
+    [
+        ("BasicMotions", 6, 4, False),
+        ("JapaneseVowels", 12, 9, True),
+        ("PLAID", 1, 11, True),
+        ("GunPoint", 1, 2, False),
+    ],
+)
+def test_ucr_loads_with_standard_splits(
+    name: str, channels: int, classes: int, unequal: bool
+) -> None:
+    data = load_data(name, PARAMS)
+    n_train_file = {"BasicMotions": 40, "JapaneseVowels": 270, "PLAID": 537, "GunPoint": 50}
+    assert len(data.train) + len(data.val) == n_train_file[name]  # validation from train only
+    assert data.n_features == channels and data.n_outputs == classes
+    assert data.train.x.shape[1:] == (data.length, channels)
+    assert (data.train.lengths is not None) is unequal
+    if unequal:
+        lengths = data.train.lengths
+        assert lengths.min() < data.length  # really padded
+        padded = torch.arange(data.length)[None, :] >= lengths[:, None]
+        assert (data.train.x[padded] == 0).all()
+    # stratified: every class is in both the fitting and the validation part
+    assert set(data.val.y.tolist()) == set(data.train.y.tolist()) == set(range(classes))
+
+
+def test_validation_split_is_the_same_every_time() -> None:
+    a, b = load_data("ArrowHead", PARAMS), load_data("arrow_head", PARAMS)
+    assert torch.equal(a.val.x, b.val.x)
+
+
+def test_digits_have_a_fixed_test_split() -> None:
+    data = load_data("digits", PARAMS)
+    assert data.train.x.shape[1:] == (1, 8, 8)
+    assert len(data.train) + len(data.val) + len(data.test) == 1797
+    assert len(data.test) == 359
+
+
+def test_forecasting_scaler_is_fitted_on_the_training_part_only() -> None:
+    # 100 steps: test = last 20, validation = 16 before them, train = first 64
+    series = np.concatenate([np.full(64, 10.0), np.full(36, 1000.0)])  # jump after train part
+    series[:64] += np.arange(64) % 2  # train part: mean 10.5, std 0.5
+    data = make_splits("s", series, look_back=5, horizon=2, val_fraction=0.2, test_fraction=0.2)
+    assert data.target_mean == pytest.approx(10.5)
+    assert data.target_std == pytest.approx(0.5)
+    # no training target reaches past the training part
+    assert (data.train.y * data.target_std + data.target_mean).max() < 12
+    assert len(data.train) + len(data.val) + len(data.test) == 100 - 5 - 2 + 1
+
+
+def test_forecasting_metrics_are_on_the_original_scale() -> None:
+    data = load_data("airline", PARAMS)
+
+    class Constant(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+            return torch.zeros(x.shape[0], 1) + self.w  # predicts the training mean
+
+    metrics = evaluate(Constant(), data.test, data, prefix="test_")
+    passengers = np.asarray(
+        [
+            float(line.split(",")[1])
+            for line in (sktime_data_dir() / "Airline" / "Airline.csv").read_text().splitlines()[1:]
+        ]
+    )
+    n_train = len(data.train) + 24  # windows + the first look-back
+    truth = passengers[-len(data.test) :]
+    expected = np.mean((truth - passengers[:n_train].mean()) ** 2)
+    assert metrics["test_mse"] == pytest.approx(expected, rel=1e-4)
+    assert metrics["test_rmse"] == pytest.approx(np.sqrt(expected), rel=1e-4)
+    assert metrics["test_mae"] == pytest.approx(
+        np.mean(np.abs(truth - passengers[:n_train].mean())), rel=1e-4
+    )

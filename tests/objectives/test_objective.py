@@ -1,0 +1,217 @@
+"""Short real studies of each built-in objective on CPU: reporting, pruning, failures, resume."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+from builtin_helpers import build_spec, run_study, sampled
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.trial import TrialState
+
+from tuner import _context
+from tuner.checkpoint import RETRY_OF_ATTR
+from tuner.objectives import (
+    CURVE_ATTR,
+    WEIGHTS_ATTR,
+    NonFiniteLoss,
+    _builtin,
+    builtin_objective,
+    score_test,
+)
+
+LSTM_CLS = {
+    "model": "lstm",
+    "task": "classification",
+    "dataset": "italy_power_demand",
+    "metric": "val_accuracy",
+    "epochs": 9,
+    "batch_size": 16,
+    "hidden_size": 16,
+    "patience": 0,
+}
+LSTM_SPACE = {
+    "lr": {"low": 1e-4, "high": 3e-2, "log": True},
+    "pooling": {"choices": ["last", "mean", "attention"]},
+    "norm": {"choices": ["none", "batchnorm"]},
+}
+FORECAST = {
+    "model": "lstm",
+    "task": "forecasting",
+    "dataset": "airline",
+    "metric": "val_rmse",
+    "epochs": 9,
+    "batch_size": 16,
+    "hidden_size": 16,
+    "num_layers": 1,
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Bit-identical CPU results whatever the machine's core count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def context(tmp_path: Path) -> Iterator[_context.TrialContext]:
+    """A worker's trial context with a file artifact store, as `tuner worker` provides."""
+    spec = build_spec(LSTM_CLS)
+    ctx = _context.TrialContext(spec, FileSystemArtifactStore(str(tmp_path)), "test-worker")
+    with _context.running(ctx):
+        yield ctx
+
+
+def _assert_reported_every_epoch(study: optuna.Study) -> None:
+    for trial in study.trials:
+        assert trial.state in (TrialState.COMPLETE, TrialState.PRUNED), trial.state
+        epochs = trial.user_attrs["epochs_trained"]
+        assert sorted(trial.intermediate_values) == list(range(1, epochs + 1))
+        assert trial.user_attrs["device"] == "cpu"
+        assert trial.user_attrs["peak_gpu_mem_mb"] is None
+        assert trial.user_attrs["epoch_time_s"] > 0
+
+
+def test_lstm_classification_study(context: _context.TrialContext) -> None:
+    spec = build_spec(LSTM_CLS, LSTM_SPACE)
+    study = run_study(spec, builtin_objective(spec), n_trials=10)
+    _assert_reported_every_epoch(study)
+    states = [t.state for t in study.trials]
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states
+    best = study.best_trial
+    assert best.value == max(best.intermediate_values.values())  # best epoch, not last
+    assert best.value > 0.8
+    # the best trial kept its weights, every trial its learning curve
+    assert WEIGHTS_ATTR in best.user_attrs
+    curve_id = study.trials[-1].user_attrs[CURVE_ATTR]
+    with context.artifact_store.open_reader(curve_id) as f:
+        curve = json.loads(f.read())
+    assert curve["epochs"] == list(range(1, study.trials[-1].user_attrs["epochs_trained"] + 1))
+    assert len(curve["train_loss"]) == len(curve["lr"]) == len(curve["val"]["val_accuracy"])
+    score = score_test(spec, best, context.artifact_store)
+    assert score["metric"] == "test_accuracy" and score["n_test"] == 1029  # the UCR test file
+    assert 0.7 < score["value"] <= 1.0
+
+
+def test_cnn_digits_study(context: _context.TrialContext) -> None:
+    spec = build_spec(
+        {
+            "model": "cnn",
+            "task": "classification",
+            "dataset": "digits",
+            "epochs": 6,
+            "batch_size": 64,
+            "patience": 0,
+            "metric": "val_accuracy",
+        },
+        {
+            "lr": {"low": 1e-3, "high": 3e-2, "log": True},
+            "channels": {"choices": [16, 32]},
+            "num_layers": {"low": 2, "high": 3},
+            "pooling": {"choices": ["max", "avg"]},
+            "norm": {"choices": ["none", "batchnorm", "layernorm"]},
+        },
+    )
+    study = run_study(spec, builtin_objective(spec), n_trials=8)
+    _assert_reported_every_epoch(study)
+    assert TrialState.PRUNED in [t.state for t in study.trials]
+    assert study.best_value > 0.9
+    score = score_test(spec, study.best_trial, context.artifact_store)
+    assert score["metric"] == "test_accuracy" and score["n_test"] == 359
+    assert score["value"] > 0.9
+
+
+def test_lstm_forecasting_study(context: _context.TrialContext) -> None:
+    spec = build_spec(
+        FORECAST,
+        {"lr": {"low": 1e-4, "high": 3e-2, "log": True}, "pooling": {"choices": ["last", "mean"]}},
+    )
+    study = run_study(spec, builtin_objective(spec), n_trials=8)
+    _assert_reported_every_epoch(study)
+    assert TrialState.PRUNED in [t.state for t in study.trials]
+    score = score_test(spec, study.best_trial, context.artifact_store)
+    assert score["metric"] == "test_rmse"
+    # passengers are in the hundreds: an RMSE on the scaled series would be below ~3
+    assert 10 < score["value"] < 500
+    assert score["metrics"]["test_mse"] == pytest.approx(score["value"] ** 2, rel=1e-5)
+
+
+def test_nan_loss_fails_the_trial_and_the_study_goes_on() -> None:
+    spec = build_spec(
+        {**FORECAST, "optimizer": "sgd", "grad_clip": 0.0, "patience": 0},
+        {"lr": {"low": 1e-3, "high": 10.0, "log": True}},
+    )
+    objective = sampled(spec, builtin_objective(spec))
+    study = optuna.create_study(direction="minimize")
+    study.enqueue_trial({"lr": 10.0})
+    study.enqueue_trial({"lr": 1e-3})
+    study.optimize(objective, n_trials=2, catch=(Exception,))
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert study.trials[0].user_attrs["epochs_trained"] < FORECAST["epochs"]
+    with pytest.raises(NonFiniteLoss, match=r"became (nan|inf) at epoch \d+"):
+        objective(optuna.trial.FixedTrial({"lr": 10.0}))
+
+
+def test_same_seed_same_result() -> None:
+    spec = build_spec({**LSTM_CLS, "epochs": 3}, LSTM_SPACE)
+    first = run_study(spec, builtin_objective(spec), n_trials=2)
+    second = run_study(spec, builtin_objective(spec), n_trials=2)
+    for a, b in zip(first.trials, second.trials, strict=True):
+        assert a.params == b.params
+        assert a.intermediate_values == b.intermediate_values
+
+
+class _Killed(Exception):
+    """Stands in for a worker that died after writing a checkpoint."""
+
+
+def test_rerun_of_a_killed_trial_resumes_from_its_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = build_spec({**LSTM_CLS, "epochs": 6, "dropout": 0.2, "scheduler": "cosine"})
+    params = {"lr": 0.01}
+    space_spec = build_spec(spec.objective.model_dump(), {"lr": {"low": 1e-3, "high": 0.1}})
+
+    def run(
+        store_dir: Path,
+        kill_after: int | None,
+        retry_of: int | None = None,
+        study: optuna.Study | None = None,
+    ) -> tuple[optuna.Study, list[int]]:
+        saved_steps: list[int] = []
+        real_save = _builtin.save_checkpoint
+
+        def save(trial: optuna.Trial, step: int, state: dict) -> None:
+            real_save(trial, step, state)
+            saved_steps.append(step)
+            if step == kill_after:
+                raise _Killed
+
+        monkeypatch.setattr(_builtin, "save_checkpoint", save)
+        study = study or optuna.create_study(direction="maximize", study_name="resume")
+        attrs = {RETRY_OF_ATTR: retry_of} if retry_of is not None else {}
+        study.enqueue_trial(params, user_attrs=attrs)
+        ctx = _context.TrialContext(spec, FileSystemArtifactStore(str(store_dir)), "w")
+        objective = sampled(space_spec, builtin_objective(space_spec))
+        with _context.running(ctx):
+            study.optimize(objective, n_trials=1, catch=(_Killed,))
+        return study, saved_steps
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    uninterrupted, _ = run(tmp_path / "a", kill_after=None)
+    killed, steps = run(tmp_path / "b", kill_after=3)
+    assert steps == [1, 2, 3] and killed.trials[0].state == TrialState.FAIL
+    resumed, steps = run(tmp_path / "b", kill_after=None, retry_of=0, study=killed)
+    rerun = resumed.trials[1]
+    assert steps == [4, 5, 6]  # epochs 1-3 were not trained again
+    assert rerun.state == TrialState.COMPLETE
+    assert rerun.intermediate_values == uninterrupted.trials[0].intermediate_values
+    assert rerun.value == uninterrupted.trials[0].value
