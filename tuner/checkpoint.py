@@ -25,7 +25,6 @@ import io
 from typing import Any
 
 import optuna
-import torch
 from optuna.artifacts.exceptions import ArtifactNotFound
 
 from tuner import _context
@@ -45,6 +44,8 @@ def save_checkpoint(trial: optuna.Trial, step: int, state: dict[str, Any]) -> No
     context = _context.current()
     if context is None:
         return
+    import torch  # imported here so that the CLI starts without loading torch
+
     buffer = io.BytesIO()
     torch.save({"step": step, "state": state}, buffer)
     buffer.seek(0)
@@ -59,6 +60,8 @@ def load_checkpoint(trial: optuna.Trial) -> tuple[int, dict[str, Any]] | None:
     context = _context.current()
     if context is None:
         return None
+    import torch
+
     candidates = [trial.number]
     retry_of = trial.user_attrs.get(RETRY_OF_ATTR)
     if retry_of is not None:

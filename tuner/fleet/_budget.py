@@ -22,6 +22,7 @@ from tuner.fleet._records import (
     HALTED_ATTR,
     RETRY_OF_ATTR,
     STARTED_AT_ATTR,
+    VOID_ATTR,
     WINDOW_START_ATTR,
     WORKER_ATTR,
     WorkerRecord,
@@ -53,7 +54,7 @@ class Tally:
     failed: int
     running: int
     waiting: int
-    replaced: int  # failed trials that were re-run; they do not count
+    replaced: int  # failed trials that were re-run, and void trials; they do not count
 
     @property
     def finished(self) -> int:
@@ -75,7 +76,9 @@ def tally(trials: list[FrozenTrial]) -> Tally:
 
 
 def _replaced_numbers(trials: list[FrozenTrial]) -> set[int]:
-    return {int(t.user_attrs[RETRY_OF_ATTR]) for t in trials if RETRY_OF_ATTR in t.user_attrs}
+    """Trials the budget leaves out: failed trials that a re-run replaces, and void trials."""
+    rerun = {int(t.user_attrs[RETRY_OF_ATTR]) for t in trials if RETRY_OF_ATTR in t.user_attrs}
+    return rerun | {t.number for t in trials if t.user_attrs.get(VOID_ATTR)}
 
 
 def next_step(
@@ -148,15 +151,26 @@ def reap_stale_trials(study: optuna.Study, spec: StudySpec, *, now: float) -> li
     """Fail the running trials of workers that went silent, and queue their re-runs.
 
     A worker is silent when its record's heartbeat is older than ``workers.heartbeat_grace``
-    or it says it stopped. Returns the numbers of the trials failed here.
+    or it says it stopped. Silence is counted from the end of the last database outage this
+    process saw, if later: nobody could write a heartbeat while the database was down.
+    A RUNNING trial that no worker claimed is void (see :func:`void_trial`).
+    Returns the numbers of the trials failed here.
     """
     records = load_records(study)
     grace = spec.workers.heartbeat_grace
     reaped = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    outage_end = float(getattr(study._storage, "last_outage_end", 0.0))  # after the reads
+    for trial in running:
+        if WORKER_ATTR not in trial.user_attrs:
+            # The study lock is held here, so the worker that took it is not between taking
+            # and claiming it: it lost the lock in an outage, or died, before the trial began.
+            void_trial(study, trial.number, "taken but never started by a worker")
+            reaped.append(trial.number)
+            continue
         owner = records.get(str(trial.user_attrs.get(WORKER_ATTR)))
         alive = owner is not None and owner.state is not WorkerState.STOPPED
-        if alive and now - owner.heartbeat <= grace:
+        if alive and now - max(owner.heartbeat, outage_end) <= grace:
             continue
         silent = "no record" if owner is None else f"no heartbeat for {now - owner.heartbeat:.0f}s"
         who = trial.user_attrs.get(WORKER_ATTR, "unknown worker")
@@ -186,6 +200,21 @@ def fail_and_requeue(study: optuna.Study, spec: StudySpec, trial: FrozenTrial, r
     )
     _log.warning("trial %d failed (%s); re-run %d queued", trial.number, reason, attempt + 1)
     return True
+
+
+def void_trial(study: optuna.Study, number: int, reason: str) -> None:
+    """Fail a trial that never ran its objective, and leave it out of the budget.
+
+    Used when the trial was taken in a section whose study lock was lost: another worker may
+    have taken the same budget slot meanwhile, so this trial gives it up (the next decision
+    under the lock takes it again if it is still free). It is not re-run.
+    """
+    storage = study._storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    storage.set_trial_user_attr(trial_id, VOID_ATTR, True)
+    storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, f"void: {reason}")
+    storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    _log.warning("trial %d void, not counted: %s", number, reason)
 
 
 def rearm_after_halt(study: optuna.Study) -> None:

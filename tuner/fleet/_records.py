@@ -23,6 +23,7 @@ GPU_ATTR = "tuner:gpu"
 FAIL_REASON_ATTR = "tuner:fail_reason"
 RETRY_OF_ATTR = "tuner:retry_of"
 ATTEMPT_ATTR = "tuner:attempt"
+VOID_ATTR = "tuner:void"  # taken but never run, with another worker maybe in the same slot
 # Study system attributes.
 STARTED_AT_ATTR = "tuner:started_at"
 HALTED_ATTR = "tuner:halted"

@@ -8,10 +8,12 @@ the worker's record fresh so that others can re-run its trial if it dies.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
@@ -21,7 +23,13 @@ from optuna.trial import TrialState
 
 from tuner import _context
 from tuner.errors import FleetError
-from tuner.fleet._budget import Step, fail_and_requeue, next_step
+from tuner.fleet._budget import (
+    Step,
+    fail_and_requeue,
+    next_step,
+    reap_stale_trials,
+    void_trial,
+)
 from tuner.fleet._records import (
     FAIL_REASON_ATTR,
     GPU_ATTR,
@@ -33,7 +41,7 @@ from tuner.fleet._records import (
 )
 from tuner.fleet._study import open_study
 from tuner.spec import StudySpec, suggest
-from tuner.storage import StudyLock, open_artifact_store, open_storage
+from tuner.storage import LockLost, StudyLock, open_artifact_store, open_storage
 
 _log = logging.getLogger(__name__)
 
@@ -62,6 +70,7 @@ class _StopSignal:
         self._grace = grace
         self._in_trial = False
         self._timer: threading.Timer | None = None
+        self._signum = signal.SIGTERM
 
     def install(self) -> None:
         if threading.current_thread() is threading.main_thread():
@@ -72,35 +81,53 @@ class _StopSignal:
         if self.requested.is_set() and self._in_trial:
             raise WorkerInterrupted(f"interrupted by {signal.Signals(signum).name}")
         self.requested.set()
+        self._signum = signum
         if self._in_trial:
-            _log.warning("stop requested; the running trial has %.0fs to finish", self._grace)
-            self._timer = threading.Timer(self._grace, signal.raise_signal, (signum,))
-            self._timer.daemon = True
-            self._timer.start()
+            self._start_timer(signum)
+
+    def _start_timer(self, signum: int) -> None:
+        _log.warning("stop requested; the running trial has %gs to finish", self._grace)
+        self._timer = threading.Timer(self._grace, signal.raise_signal, (signum,))
+        self._timer.daemon = True
+        self._timer.start()
 
     def trial_running(self, running: bool) -> None:
         self._in_trial = running
+        if running and self.requested.is_set() and self._timer is None:
+            # The stop came while the trial was being taken: it gets its grace from now.
+            self._start_timer(self._signum)
         if not running and self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
 
 class _Heartbeat(threading.Thread):
-    """Refreshes the worker's record every ``interval`` seconds until stopped."""
+    """Refreshes the worker's record every ``interval`` seconds until stopped.
 
-    def __init__(self, study: optuna.Study, record: WorkerRecord, interval: float) -> None:
+    After each beat it calls ``reap`` (if given), so that a dead worker's trial is failed and
+    re-queued within the heartbeat grace even while every live worker is busy with a trial.
+    """
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        record: WorkerRecord,
+        interval: float,
+        reap: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(name="tuner-heartbeat", daemon=True)
         self._study = study
         self.record = record
         self._interval = interval
+        self._reap = reap
         self._stop = threading.Event()
         self._lock = threading.Lock()
 
     def update(self, **changes: object) -> None:
+        # Written under the lock, so an older record never overwrites a newer one.
         with self._lock:
             self.record = self.record.beat(**changes)
-            record = self.record
-        self._write(record)
+            self._write(self.record)
 
     def _write(self, record: WorkerRecord) -> None:
         try:
@@ -111,6 +138,8 @@ class _Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self._stop.wait(self._interval):
             self.update()
+            if self._reap is not None and not self._stop.is_set():
+                self._reap()
 
     def stop(self) -> None:
         self._stop.set()
@@ -143,13 +172,19 @@ def run_worker(
         StorageError: the storage cannot be reached.
     """
     workers = spec.workers
+    # Through a database outage every call waits (up to ``reconnect``), retrying at least once
+    # per heartbeat interval so that heartbeats resume as soon as the database is back.
+    reconnect = max(120.0, 4 * workers.heartbeat_grace)
+    backoff = min(5.0, workers.heartbeat_interval)
     storage = open_storage(
         storage_url,
         pool_size=2,
         wait_seconds=60.0,
-        reconnect_seconds=max(120.0, 4 * workers.heartbeat_grace),
+        reconnect_seconds=reconnect,
+        max_backoff=backoff,
     )
-    lock = StudyLock(storage_url, spec.name)
+    lock = StudyLock(storage_url, spec.name, wait_seconds=reconnect, max_backoff=backoff)
+    reaper_lock = StudyLock(storage_url, spec.name)
     record = WorkerRecord.for_this_process(gpu)
     worker_id = record.id
     with lock.hold():
@@ -157,23 +192,43 @@ def run_worker(
         seed_offset = len(load_records(study))
         save_record(study, record)
     study = open_study(spec, storage, seed_offset)
-    context = _context.TrialContext(spec, open_artifact_store(storage_url), worker_id, gpu)
+    artifacts = open_artifact_store(storage_url, reconnect, backoff)
+    context = _context.TrialContext(spec, artifacts, worker_id, gpu)
     stop = _StopSignal(workers.stop_grace)
     if handle_signals:
         stop.install()
-    heartbeat = _Heartbeat(study, record, workers.heartbeat_interval)
+
+    def reap() -> None:
+        try:
+            with reaper_lock.try_hold() as held:
+                if held:
+                    reap_stale_trials(study, spec, now=time.time())
+        except Exception as exc:  # the next beat tries again
+            _log.warning("stale trials not checked: %s", exc)
+
+    heartbeat = _Heartbeat(study, record, workers.heartbeat_interval, reap)
     heartbeat.update()
     heartbeat.start()
     report = WorkerReport(worker_id)
     _log.info("worker %s joined study %s", worker_id, spec.name)
     try:
         while not stop.requested.is_set():
-            with lock.hold():
-                step, why = next_step(study, spec)
-                trial = study.ask() if step is Step.RUN else None
+            trial = None
+            try:
+                with lock.hold():
+                    step, why = next_step(study, spec)
+                    if step is Step.RUN:
+                        lock.check()  # the decision holds only if the lock did throughout
+                        trial = study.ask()
+                        trial.set_user_attr(WORKER_ATTR, worker_id)
+                        trial.set_user_attr(GPU_ATTR, gpu)
+            except (LockLost, optuna.exceptions.UpdateFinishedTrialError) as exc:
+                # A database outage cut the lock's session: another worker may have decided
+                # at the same time, so a trial taken here gives its budget slot up.
+                _log.warning("study lock lost (%s); deciding again", exc)
                 if trial is not None:
-                    trial.set_user_attr(WORKER_ATTR, worker_id)
-                    trial.set_user_attr(GPU_ATTR, gpu)
+                    _void_quietly(study, trial.number)
+                continue
             if step is Step.DONE:
                 report.stop_reason = why
                 if why.startswith("halted"):
@@ -204,6 +259,7 @@ def run_worker(
         heartbeat.stop()
         heartbeat.update(state=WorkerState.STOPPED, trial=None)
         lock.close()
+        reaper_lock.close()
     _log.info("worker %s stops: %s", worker_id, report.stop_reason)
     return report
 
@@ -224,8 +280,7 @@ def _run_trial(
         if not math.isfinite(value):
             raise ValueError(f"objective returned {value}")
     except optuna.TrialPruned:
-        study.tell(trial, state=TrialState.PRUNED)
-        return TrialState.PRUNED
+        return _tell(study, trial, TrialState.PRUNED)
     except WorkerInterrupted as exc:
         frozen = study._storage.get_trial(trial._trial_id)
         fail_and_requeue(study, spec, frozen, str(exc))
@@ -235,10 +290,34 @@ def _run_trial(
         _log.warning("trial %d failed: %s", trial.number, reason)
         _release_accelerator_memory()
         trial.set_user_attr(FAIL_REASON_ATTR, reason)
-        study.tell(trial, state=TrialState.FAIL)
-        return TrialState.FAIL
-    study.tell(trial, value)
-    return TrialState.COMPLETE
+        return _tell(study, trial, TrialState.FAIL)
+    return _tell(study, trial, TrialState.COMPLETE, value)
+
+
+def _tell(
+    study: optuna.Study, trial: optuna.Trial, state: TrialState, value: float | None = None
+) -> TrialState:
+    """Record the trial's outcome; returns the state it ends in.
+
+    If the trial is already finished, that outcome stands: either this very call reached the
+    database before a disconnect and was retried, or another worker failed the trial (and
+    queued its re-run) while this worker could not show it was alive.
+    """
+    try:
+        study.tell(trial, value, state=state)
+    except (ValueError, optuna.exceptions.UpdateFinishedTrialError):
+        stored = study._storage.get_trial(trial._trial_id)
+        if not stored.state.is_finished():
+            raise
+        _log.warning("trial %d was already recorded as %s", trial.number, stored.state.name)
+        return stored.state
+    return state
+
+
+def _void_quietly(study: optuna.Study, number: int) -> None:
+    """Void a trial taken under a lost lock, unless another worker already finished it."""
+    with contextlib.suppress(ValueError, optuna.exceptions.UpdateFinishedTrialError):
+        void_trial(study, number, "taken while the study lock was lost in a database outage")
 
 
 def _release_accelerator_memory() -> None:

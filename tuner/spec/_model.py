@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _USER_OBJECTIVE_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+MAX_INT_BOUND = 2**53
 
 
 class _Strict(BaseModel):
@@ -67,6 +68,9 @@ class ParamSpec(_Strict):
     def _reject_bool_bounds(cls, value: Any) -> Any:
         if isinstance(value, bool):
             raise ValueError(f"must be a number, got {value!r}")
+        if isinstance(value, int) and abs(value) > MAX_INT_BOUND:
+            # Optuna keeps parameters as floats: larger integers lose precision or overflow.
+            raise ValueError("must be between -2**53 and 2**53")
         return value
 
     @model_validator(mode="after")

@@ -7,13 +7,15 @@ so a misspelt option is a validation error, not a crash inside a worker.
 from __future__ import annotations
 
 import inspect
+import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import optuna
 
 from tuner.spec._model import PrunerSpec, SamplerSpec, StudySpec
-from tuner.spec._space import grid_values
+from tuner.spec._space import MAX_GRID_POINTS, grid_values
 
 _SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
@@ -45,9 +47,13 @@ def _construct(kind: str, name: str, factory: Callable[..., Any], options: dict[
                 f"allowed: {', '.join(sorted(accepted)) or 'none'}"
             )
     try:
-        return factory(**options)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{kind}: {name} rejects its options: {exc}") from None
+        with warnings.catch_warnings():
+            # "experimental" notices would turn a one-line error into several lines.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return factory(**options)
+    except Exception as exc:  # constructors check their options with any exception type
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{kind}: {name} rejects its options: {detail}") from None
 
 
 def build_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
@@ -66,6 +72,12 @@ def build_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.Base
         options["search_space"] = {
             name: grid_values(name, param) for name, param in spec.search_space.items()
         }
+        points = math.prod(len(values) for values in options["search_space"].values())
+        if points > MAX_GRID_POINTS:
+            raise ValueError(
+                f"search_space: the grid has {points} points, more than {MAX_GRID_POINTS}; "
+                "use larger steps or fewer parameters"
+            )
     return _construct("sampler", sampler.type, _SAMPLERS[sampler.type], options)
 
 

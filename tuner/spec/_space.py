@@ -93,15 +93,28 @@ def suggest_one(trial: optuna.Trial, name: str, param: ParamSpec) -> Any:
     )
 
 
+MAX_GRID_POINTS = 100_000
+
+
 def grid_values(name: str, param: ParamSpec) -> list[Any]:
-    """Every value a grid search visits for one parameter; ranges need a ``step``."""
+    """Every value a grid search visits for one parameter; ranges need a ``step``.
+
+    Raises ``ValueError`` for a float range without a step, or more than
+    :data:`MAX_GRID_POINTS` values (counted before any is made).
+    """
     if param.kind is ParamType.CATEGORICAL:
         return list(param.choices or [])
-    if param.kind is ParamType.INT:
-        return list(range(int(param.low), int(param.high) + 1, int(param.step or 1)))
-    if param.step is None:
+    if param.kind is not ParamType.INT and param.step is None:
         raise ValueError(
             f"search_space.{name}: grid sampling needs choices or a step for float ranges"
         )
-    count = int(round((param.high - param.low) / param.step)) + 1
+    span = (param.high - param.low) / (param.step or 1)
+    if not span < MAX_GRID_POINTS:  # also catches an infinite span
+        raise ValueError(
+            f"search_space.{name}: the grid has more than {MAX_GRID_POINTS} values; "
+            "use a larger step"
+        )
+    if param.kind is ParamType.INT:
+        return list(range(int(param.low), int(param.high) + 1, int(param.step or 1)))
+    count = int(round(span)) + 1
     return [float(param.low) + i * float(param.step) for i in range(count)]

@@ -1,7 +1,17 @@
 """Where studies live: storage URLs, opening storages, the study lock and artifacts."""
 
-from tuner.storage._coordination import PostgresArtifactStore, StudyLock, open_artifact_store
-from tuner.storage._open import ReconnectingStorage, is_disconnect, open_storage
+from tuner.storage._coordination import (
+    LockLost,
+    PostgresArtifactStore,
+    StudyLock,
+    open_artifact_store,
+)
+from tuner.storage._open import (
+    ReconnectingStorage,
+    is_disconnect,
+    open_storage,
+    retry_on_disconnect,
+)
 from tuner.storage._url import (
     ENV_VAR,
     StorageKind,
@@ -14,6 +24,7 @@ from tuner.storage._url import (
 
 __all__ = [
     "ENV_VAR",
+    "LockLost",
     "PostgresArtifactStore",
     "ReconnectingStorage",
     "StorageKind",
@@ -26,4 +37,5 @@ __all__ = [
     "open_storage",
     "redact",
     "resolve_url",
+    "retry_on_disconnect",
 ]

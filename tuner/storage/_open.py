@@ -2,7 +2,8 @@
 
 PostgreSQL and SQLite go through Optuna's ``RDBStorage`` on SQLAlchemy, with connections
 checked before use and a pool sized for the caller. The embedded default is Optuna's journal
-file, which several local processes can append to without lock errors. A worker wraps its
+file, which several local processes can append to without lock errors. ``postgresql+journal://``
+keeps Optuna's journal in a PostgreSQL table instead (see ``_pg_journal``). A worker wraps its
 storage in :class:`ReconnectingStorage`, so a database restart is waited out, not fatal.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -31,6 +32,7 @@ def open_storage(
     connect_timeout: float = 5.0,
     wait_seconds: float = 0.0,
     reconnect_seconds: float | None = None,
+    max_backoff: float = 5.0,
 ) -> BaseStorage:
     """Open the storage at ``url``.
 
@@ -42,6 +44,7 @@ def open_storage(
             giving up; 0 fails at the first refusal.
         reconnect_seconds: when set, the returned storage retries every call through a
             database outage of up to this many seconds (see :class:`ReconnectingStorage`).
+        max_backoff: the longest pause between two retries of a call during an outage.
 
     Raises:
         StorageError: the URL is malformed or the database cannot be reached; the message
@@ -56,6 +59,23 @@ def open_storage(
         except OSError as exc:
             raise StorageError(f"storage {url}: cannot open the journal file: {exc}") from None
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if kind is StorageKind.POSTGRESQL_JOURNAL:
+        from tuner.storage._pg_journal import PostgresJournalStorage
+
+        journal_kwargs = {
+            "pool_size": pool_size,
+            "max_overflow": pool_size,
+            "connect_args": {
+                "connect_timeout": max(1, int(connect_timeout)),
+                "application_name": "tuner",
+            },
+        }
+        journal: BaseStorage = _with_backoff(
+            lambda: PostgresJournalStorage(url, journal_kwargs), url, wait_seconds
+        )
+        if reconnect_seconds:
+            return ReconnectingStorage(journal, reconnect_seconds, max_backoff)
+        return journal
     if kind is StorageKind.POSTGRESQL:
         engine_kwargs |= {
             "pool_size": pool_size,
@@ -73,7 +93,7 @@ def open_storage(
     # sampler's repeated reads of all trials stay incremental.
     cached: BaseStorage = optuna.storages._CachedStorage(storage)
     if reconnect_seconds:
-        return ReconnectingStorage(cached, reconnect_seconds)
+        return ReconnectingStorage(cached, reconnect_seconds, max_backoff)
     return cached
 
 
@@ -112,6 +132,47 @@ def _with_backoff(make: Callable[[], Any], url: str, wait_seconds: float) -> Any
             delay = min(delay * 2, 10.0)
 
 
+T = TypeVar("T")
+
+
+def retry_on_disconnect(
+    call: Callable[[], T],
+    *,
+    max_wait: float,
+    what: str,
+    max_backoff: float = 5.0,
+    on_recovered: Callable[[], None] | None = None,
+) -> T:
+    """Return ``call()``, retrying while it fails because the database is unreachable.
+
+    Retries back off exponentially from 0.25 s up to ``max_backoff`` seconds between tries,
+    for up to ``max_wait`` seconds in all; then the last error propagates, as does at once any
+    error that is not a disconnect. ``on_recovered`` runs when a call succeeds after failing.
+    """
+    deadline = time.monotonic() + max_wait
+    delay = min(0.25, max_backoff)
+    failed = False
+    while True:
+        try:
+            result = call()
+        except Exception as exc:
+            if not is_disconnect(exc) or time.monotonic() + delay > deadline:
+                raise
+            _log.warning(
+                "database unreachable during %s (%s); retrying in %.1fs",
+                what,
+                _first_line(exc),
+                delay,
+            )
+            failed = True
+            time.sleep(delay)
+            delay = min(delay * 2, max_backoff)
+            continue
+        if failed and on_recovered is not None:
+            on_recovered()
+        return result
+
+
 def _first_line(exc: BaseException) -> str:
     cause = exc
     while cause.__cause__ is not None:
@@ -129,27 +190,35 @@ class ReconnectingStorage(BaseStorage):
     writes are idempotent except trial creation, which the fleet's budget check tolerates.
     """
 
-    def __init__(self, inner: BaseStorage, max_wait: float) -> None:
+    def __init__(self, inner: BaseStorage, max_wait: float, max_backoff: float = 5.0) -> None:
         self._inner = inner
         self._max_wait = max_wait
+        self._max_backoff = max_backoff
+        # Wall-clock time at which a call last succeeded after failing on a disconnect. The
+        # stale-trial reaper reads it: nobody could write a heartbeat during the outage.
+        self._last_outage_end = 0.0
 
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        deadline = time.monotonic() + self._max_wait
-        delay = 0.25
-        while True:
-            try:
-                return getattr(self._inner, name)(*args, **kwargs)
-            except Exception as exc:
-                if not is_disconnect(exc) or time.monotonic() + delay > deadline:
-                    raise
-                _log.warning(
-                    "database unreachable during %s (%s); retrying in %.1fs",
-                    name,
-                    _first_line(exc),
-                    delay,
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        return retry_on_disconnect(
+            lambda: getattr(self._inner, name)(*args, **kwargs),
+            max_wait=self._max_wait,
+            what=name,
+            max_backoff=self._max_backoff,
+            on_recovered=self._recovered,
+        )
+
+    def _recovered(self) -> None:
+        self._last_outage_end = time.time()
+
+    @property
+    def last_outage_end(self) -> float:
+        """The later of this wrapper's and the inner storage's (a ``postgresql+journal://``
+        storage that sends writes in the background notices outages itself)."""
+        return max(self._last_outage_end, float(getattr(self._inner, "last_outage_end", 0.0)))
+
+    @last_outage_end.setter
+    def last_outage_end(self, value: float) -> None:
+        self._last_outage_end = value
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)

@@ -20,6 +20,7 @@ from tuner.errors import StorageError
 ENV_VAR = "TUNER_STORAGE"
 EMBEDDED_DIR_ENV = "TUNER_HOME"
 JOURNAL_SCHEME = "journal://"
+PG_JOURNAL_SCHEME = "postgresql+journal://"
 
 
 class StorageKind(Enum):
@@ -28,6 +29,12 @@ class StorageKind(Enum):
     POSTGRESQL = "postgresql"
     SQLITE = "sqlite"
     JOURNAL_FILE = "journal"
+    POSTGRESQL_JOURNAL = "postgresql+journal"  # Optuna's journal in a PostgreSQL table
+
+    @property
+    def on_postgresql(self) -> bool:
+        """True for both PostgreSQL forms: the study lock and artifacts live in the database."""
+        return self in (StorageKind.POSTGRESQL, StorageKind.POSTGRESQL_JOURNAL)
 
 
 def embedded_dir() -> Path:
@@ -55,6 +62,8 @@ def kind_of(url: str) -> StorageKind:
         if not url[len(JOURNAL_SCHEME) :]:
             raise StorageError("storage: journal:// needs a file path, e.g. journal:///tmp/x.log")
         return StorageKind.JOURNAL_FILE
+    if url.startswith(PG_JOURNAL_SCHEME):
+        return StorageKind.POSTGRESQL_JOURNAL
     try:
         backend = make_url(url).get_backend_name()
     except ArgumentError:
@@ -65,8 +74,16 @@ def kind_of(url: str) -> StorageKind:
         return StorageKind.SQLITE
     raise StorageError(
         f"storage: unsupported URL {redact(url)!r}; allowed: "
-        "postgresql+psycopg2://user@host:5432/db, journal:///path/file.log, sqlite:///path.db"
+        "postgresql+psycopg2://user@host:5432/db, postgresql+journal://user@host:5432/db, "
+        "journal:///path/file.log, sqlite:///path.db"
     )
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The URL SQLAlchemy connects with: ``postgresql+journal://`` uses the psycopg2 driver."""
+    if url.startswith(PG_JOURNAL_SCHEME):
+        return "postgresql+psycopg2://" + url[len(PG_JOURNAL_SCHEME) :]
+    return url
 
 
 def journal_path(url: str) -> Path:
