@@ -33,7 +33,7 @@ import psycopg2
 import pytest
 import yaml
 from compose_support import REPO, env_from_example, interpolate, load_compose
-from helpers.study import PG_HOST, PG_PORT, PG_USER
+from helpers.study import PG_HOST, PG_PORT, PG_USER, admin_sql
 
 N_TRIALS = 12
 N_WORKERS = 3
@@ -53,16 +53,6 @@ class Stack:
     healthcheck: subprocess.CompletedProcess[str]
     workers: list[subprocess.Popen[str]] = field(default_factory=list)
     worker_logs: list[Path] = field(default_factory=list)
-
-
-def _admin(sql: str, dbname: str = "postgres") -> None:
-    connection = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=dbname)
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-    finally:
-        connection.close()
 
 
 def _free_port() -> int:
@@ -241,9 +231,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     finally:
         for process in processes:
             _stop(process)
-        _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        _admin(f'DROP DATABASE IF EXISTS "{database}_restored" WITH (FORCE)')
-        _admin(f'DROP ROLE IF EXISTS "{role}"')
+        admin_sql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        admin_sql(f'DROP DATABASE IF EXISTS "{database}_restored" WITH (FORCE)')
+        admin_sql(f'DROP ROLE IF EXISTS "{role}"')
 
 
 def test_postgres_init_creates_a_plain_role_and_the_healthcheck_passes(stack: Stack) -> None:

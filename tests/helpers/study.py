@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import psycopg2
 import yaml
 
 PG_HOST = os.environ.get("TUNER_TEST_PGHOST", "127.0.0.1")
@@ -19,6 +20,17 @@ REPO = Path(__file__).resolve().parents[2]
 def pg_url(database: str, user: str = PG_USER, password: str | None = None) -> str:
     secret = f":{password}" if password else ""
     return f"postgresql+psycopg2://{user}{secret}@{PG_HOST}:{PG_PORT}/{database}"
+
+
+def admin_sql(sql: str, dbname: str = "postgres") -> None:
+    """Run one statement (CREATE/DROP DATABASE, roles) as the test server's superuser."""
+    connection = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=dbname)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+    finally:
+        connection.close()
 
 
 def write_study(folder: Path, name: str, **sections: object) -> Path:
