@@ -233,13 +233,15 @@ def run_fleet(args: Any, workers: int) -> Result:
     sampler = GpuSampler(args.gpu)
     sampler.start()
     try:
-        done = subprocess.run(command, env=env, cwd=home, capture_output=True, text=True)
+        try:
+            done = subprocess.run(command, env=env, cwd=home, capture_output=True, text=True)
+        finally:
+            samples = sampler.stop()
+        if done.returncode != 0:
+            raise RuntimeError(f"tuner launch failed:\n{done.stdout}\n{done.stderr}")
+        trials = find_study(name, open_storage(url)).get_trials(deepcopy=False)
     finally:
-        samples = sampler.stop()
-    if done.returncode != 0:
-        raise RuntimeError(f"tuner launch failed:\n{done.stdout}\n{done.stderr}")
-    trials = find_study(name, open_storage(url)).get_trials(deepcopy=False)
-    shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(home, ignore_errors=True)
     return _result(f"tuner x{workers}", workers, trials, samples)
 
 

@@ -280,7 +280,16 @@ def section(all_pairs: list[Pair], env: _common.Environment, command: str, args:
         for study, s in _summary(all_pairs).items()
     ]
     files = ", ".join(f"`{p.relative_to(_common.REPO)}`" for p in args.study_files.values())
-    epochs = f"{args.epochs}" if args.epochs else "as in the file"
+    epochs = (
+        f"{args.epochs}"
+        if args.epochs
+        else "as in the file ("
+        + ", ".join(
+            f"{name} {yaml.safe_load(path.read_text())['objective'].get('epochs', 20)}"
+            for name, path in args.study_files.items()
+        )
+        + ")"
+    )
     return f"""## Pruning efficiency (bench/pruning.py)
 
 Measured {_common.stamp()}.
@@ -291,7 +300,8 @@ Measured {_common.stamp()}.
   `budget.n_trials: {args.trials}`, epochs {epochs}; `hyperband` = the file's Hyperband
   (`max_resource` = epochs), `none` = no pruner. Seeds: {", ".join(map(str, args.seeds))}.
   Each run is one `tuner worker` process with one CPU thread on its own embedded journal;
-  {args.parallel} runs at a time (both runs of a seed together).
+  {args.parallel} runs at a time, started in the order seed, study, pruner (so the two runs
+  of a study and seed start together or one run apart).
 - Target: the `none` run's best validation accuracy minus {args.tolerance * 100:g} points;
   "reached after" is the wall time from the run's first trial start to the completion of
   the first complete trial at or above it.

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -88,23 +89,23 @@ def run_once(
     env = {**os.environ, "TUNER_HOME": str(home / "data"), "PYTHONPATH": str(_common.REPO)}
     env.pop("TUNER_STORAGE", None)
     command = [sys.executable, "-m", "tuner", "launch", str(study_file), "--workers", str(workers)]
-    started = time.monotonic()
-    result = subprocess.run(command, cwd=home, env=env, capture_output=True, text=True)
-    launch_seconds = time.monotonic() - started
-    if result.returncode != 0:
-        raise RuntimeError(f"tuner launch failed:\n{result.stdout}\n{result.stderr}")
-    url = f"journal://{home / 'data' / 'journal.log'}"
-    finished = [
-        t
-        for t in find_study(name, open_storage(url)).get_trials(deepcopy=False)
-        if t.state.is_finished()
-    ]
+    try:
+        started = time.monotonic()
+        result = subprocess.run(command, cwd=home, env=env, capture_output=True, text=True)
+        launch_seconds = time.monotonic() - started
+        if result.returncode != 0:
+            raise RuntimeError(f"tuner launch failed:\n{result.stdout}\n{result.stderr}")
+        url = f"journal://{home / 'data' / 'journal.log'}"
+        finished = [
+            t
+            for t in find_study(name, open_storage(url)).get_trials(deepcopy=False)
+            if t.state.is_finished()
+        ]
+    finally:
+        if not keep:
+            shutil.rmtree(home, ignore_errors=True)
     first = min(t.datetime_start for t in finished if t.datetime_start)
     last = max(t.datetime_complete for t in finished if t.datetime_complete)
-    if not keep:
-        import shutil
-
-        shutil.rmtree(home, ignore_errors=True)
     return Run(
         workers=workers,
         repeat=repeat,

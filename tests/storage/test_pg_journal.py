@@ -64,9 +64,11 @@ def journal_url() -> Iterator[str]:
     """A ``postgresql+journal://`` URL on a database of its own, so the journal starts empty."""
     name = f"tuner_journal_{uuid.uuid4().hex[:10]}"
     _admin(f'CREATE DATABASE "{name}"')
+    url = pg_url(name).replace("postgresql+psycopg2://", "postgresql+journal://")
     try:
-        yield pg_url(name).replace("postgresql+psycopg2://", "postgresql+journal://")
+        yield url
     finally:
+        publish_pending(url)  # what the test's storages still hold, before the database goes
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

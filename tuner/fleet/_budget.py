@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from enum import Enum
 
@@ -61,16 +62,20 @@ class Tally:
         return self.complete + self.pruned + self.failed
 
 
-def tally(trials: list[FrozenTrial]) -> Tally:
+def tally(trials: list[FrozenTrial], replaced: set[int] | None = None) -> Tally:
     """Count ``trials`` by state, leaving out failed trials that a re-run replaces."""
-    replaced = _replaced_numbers(trials)
-    states = [t.state for t in trials if t.number not in replaced]
+    replaced = _replaced_numbers(trials) if replaced is None else replaced
+    counts = Counter(t.state for t in trials)
+    ordered = _in_number_order(trials)
+    for number in replaced:
+        if 0 <= number < len(ordered):
+            counts[ordered[number].state] -= 1
     return Tally(
-        complete=states.count(TrialState.COMPLETE),
-        pruned=states.count(TrialState.PRUNED),
-        failed=states.count(TrialState.FAIL),
-        running=states.count(TrialState.RUNNING),
-        waiting=states.count(TrialState.WAITING),
+        complete=counts[TrialState.COMPLETE],
+        pruned=counts[TrialState.PRUNED],
+        failed=counts[TrialState.FAIL],
+        running=counts[TrialState.RUNNING],
+        waiting=counts[TrialState.WAITING],
         replaced=len(replaced),
     )
 
@@ -79,6 +84,14 @@ def _replaced_numbers(trials: list[FrozenTrial]) -> set[int]:
     """Trials the budget leaves out: failed trials that a re-run replaces, and void trials."""
     rerun = {int(t.user_attrs[RETRY_OF_ATTR]) for t in trials if RETRY_OF_ATTR in t.user_attrs}
     return rerun | {t.number for t in trials if t.user_attrs.get(VOID_ATTR)}
+
+
+def _in_number_order(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """``trials`` with trial number i at index i. Storages list a study's trials that way
+    already, so this is a check, not a sort, and costs nothing as the study grows."""
+    if not trials or (trials[0].number == 0 and trials[-1].number == len(trials) - 1):
+        return trials
+    return sorted(trials, key=lambda t: t.number)
 
 
 def next_step(
@@ -98,11 +111,12 @@ def next_step(
     if attrs.get(HALTED_ATTR):
         return Step.DONE, str(attrs[HALTED_ATTR])
     trials = study.get_trials(deepcopy=False)
-    halt = _failure_halt(trials, spec, int(attrs.get(WINDOW_START_ATTR, 0)))
+    replaced = _replaced_numbers(trials)
+    halt = _failure_halt(trials, spec, int(attrs.get(WINDOW_START_ATTR, 0)), replaced)
     if halt is not None:
         set_study_attr(study, HALTED_ATTR, halt)
         return Step.DONE, halt
-    counts = tally(trials)
+    counts = tally(trials, replaced)
     started = attrs.get(STARTED_AT_ATTR)
     timeout = spec.budget.timeout
     if timeout is not None and started is not None and now - float(started) >= timeout:
@@ -126,16 +140,19 @@ def _run(
     return Step.RUN, why
 
 
-def _failure_halt(trials: list[FrozenTrial], spec: StudySpec, window_start: int) -> str | None:
+def _failure_halt(
+    trials: list[FrozenTrial], spec: StudySpec, window_start: int, replaced: set[int]
+) -> str | None:
     """A reason to halt when more than the allowed share of the first trials failed."""
     budget = spec.budget
-    replaced = _replaced_numbers(trials)
-    window = [
-        t
-        for t in trials
-        if t.number >= window_start and t.number not in replaced and t.state.is_finished()
-    ]
-    window = sorted(window, key=lambda t: t.number)[: budget.failure_window]
+    window: list[FrozenTrial] = []
+    # The window is the first ``failure_window`` finished trials by number from
+    # ``window_start`` on; storages list trials in number order, so stop once it is full.
+    for t in _in_number_order(trials)[window_start:]:
+        if t.number not in replaced and t.state.is_finished():
+            window.append(t)
+            if len(window) == budget.failure_window:
+                break
     failed = [t for t in window if t.state is TrialState.FAIL]
     if len(failed) <= budget.max_failed_share * budget.failure_window:
         return None

@@ -120,7 +120,7 @@ class _Heartbeat(threading.Thread):
         self.record = record
         self._interval = interval
         self._reap = reap
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
 
     def update(self, **changes: object) -> None:
@@ -136,13 +136,13 @@ class _Heartbeat(threading.Thread):
             _log.warning("heartbeat not written: %s", exc)
 
     def run(self) -> None:
-        while not self._stop.wait(self._interval):
+        while not self._stopping.wait(self._interval):
             self.update()
-            if self._reap is not None and not self._stop.is_set():
+            if self._reap is not None and not self._stopping.is_set():
                 self._reap()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
 
 def run_worker(
