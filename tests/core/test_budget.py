@@ -44,8 +44,16 @@ def test_four_workers_on_postgresql_finish_exactly_n_trials(
 def test_embedded_default_runs_two_workers_without_lock_errors(
     tmp_path: Path, study_name: str
 ) -> None:
-    study_file = write_study(tmp_path, study_name, budget={"n_trials": 12}, workers={"cpu": 2})
-    result = run_tuner("launch", str(study_file), cwd=tmp_path, env=_env())
+    # Trials that take a moment each, so one worker cannot finish the study before the
+    # other has started (then the assertion on two workers below would say nothing).
+    study_file = write_study(
+        tmp_path,
+        study_name,
+        budget={"n_trials": 12},
+        workers={"cpu": 2},
+        objective={"model": "helpers.objectives:slow", "metric": "loss", "direction": "minimize"},
+    )
+    result = run_tuner("launch", str(study_file), cwd=tmp_path, env=_env(step_seconds="0.05"))
     assert result.returncode == 0, result.stderr + result.stdout
     journal = tmp_path / "home" / "journal.log"
     assert journal.exists(), "the embedded default lives under TUNER_HOME (./storage/data)"
