@@ -47,13 +47,14 @@ def status_data(study: optuna.Study) -> dict[str, Any]:
     """The ``tuner status --format json`` document."""
     trials = study.get_trials(deepcopy=False)
     states = {name: 0 for name in STATES}
+    budget = tally(trials)
     for trial in trials:
         states[trial.state.name] = states.get(trial.state.name, 0) + 1
     return {
         "name": study.study_name,
         "direction": study.direction.name.lower(),
         "states": states,
-        "budget": vars(tally(trials)) | {"finished": tally(trials).finished},
+        "budget": vars(budget) | {"finished": budget.finished},
         "best": best_data(study),
         "running": [
             {

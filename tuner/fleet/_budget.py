@@ -62,28 +62,101 @@ class Tally:
         return self.complete + self.pruned + self.failed
 
 
-def tally(trials: list[FrozenTrial], replaced: set[int] | None = None) -> Tally:
+class Ledger:
+    """One process's running count of a study's trials, so each decision reads only news.
+
+    A finished trial never changes again, and whether a re-run replaces it is written on the
+    re-run when that is queued. So the ledger counts each trial once, when it is first seen
+    finished, and afterwards looks only at trials it has not seen and those still unfinished:
+    a decision costs the same at trial 10,000 as at trial 10. A worker keeps one ledger for
+    its whole life; one-off readers (``tuner status``) use :func:`tally`.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._seen = 0  # trials numbered below this have been looked at
+        self._unfinished: set[int] = set()
+        self._finished: Counter[TrialState] = Counter()  # among trials not replaced
+        self.replaced: set[int] = set()
+        self._window_clear_from: int | None = None  # see :meth:`failure_halt`
+
+    def update(self, trials: list[FrozenTrial]) -> Tally:
+        """Take in ``trials`` (every trial of the study) and count them."""
+        trials = _in_number_order(trials)
+        if len(trials) < self._seen:  # not the study this ledger was counting
+            self._reset()
+        for number in range(self._seen, len(trials)):
+            trial = trials[number]
+            self._unfinished.add(number)
+            target = trial.user_attrs.get(RETRY_OF_ATTR)
+            if target is not None:
+                self._replace(trials, int(target))
+        self._seen = len(trials)
+        for number in list(self._unfinished):
+            trial = trials[number]
+            if not trial.state.is_finished():
+                continue
+            self._unfinished.discard(number)
+            if trial.user_attrs.get(VOID_ATTR):
+                self.replaced.add(number)
+            elif number not in self.replaced:
+                self._finished[trial.state] += 1
+        waiting = sum(1 for n in self._unfinished if trials[n].state is TrialState.WAITING)
+        return Tally(
+            complete=self._finished[TrialState.COMPLETE],
+            pruned=self._finished[TrialState.PRUNED],
+            failed=self._finished[TrialState.FAIL],
+            running=len(self._unfinished) - waiting,
+            waiting=waiting,
+            replaced=len(self.replaced),
+        )
+
+    def _replace(self, trials: list[FrozenTrial], number: int) -> None:
+        """Leave trial ``number`` out of the budget: a re-run of it was queued."""
+        if number in self.replaced or not 0 <= number < len(trials):
+            return
+        self.replaced.add(number)
+        if number < self._seen and number not in self._unfinished:
+            self._finished[trials[number].state] -= 1
+
+    def failure_halt(
+        self, trials: list[FrozenTrial], spec: StudySpec, window_start: int
+    ) -> str | None:
+        """A reason to halt when more than the allowed share of the first trials failed.
+
+        The window is the first ``failure_window`` finished trials, by number, from
+        ``window_start`` on, leaving out replaced ones. Once a full window passes it stays
+        passed: a re-run only ever takes a failed trial out of the window.
+        """
+        if self._window_clear_from == window_start:
+            return None
+        budget = spec.budget
+        trials = _in_number_order(trials)
+        window: list[FrozenTrial] = []
+        for number in range(window_start, len(trials)):
+            trial = trials[number]
+            if number not in self.replaced and trial.state.is_finished():
+                window.append(trial)
+                if len(window) == budget.failure_window:
+                    break
+        failed = [t for t in window if t.state is TrialState.FAIL]
+        if len(failed) <= budget.max_failed_share * budget.failure_window:
+            if len(window) == budget.failure_window:
+                self._window_clear_from = window_start
+            return None
+        reason = failed[-1].user_attrs.get(FAIL_REASON_ATTR, "no reason recorded")
+        return (
+            f"halted: {len(failed)} of the first {len(window)} trials failed "
+            f"(budget.max_failed_share={budget.max_failed_share:g} of "
+            f"budget.failure_window={budget.failure_window}); last reason: {reason}"
+        )
+
+
+def tally(trials: list[FrozenTrial]) -> Tally:
     """Count ``trials`` by state, leaving out failed trials that a re-run replaces."""
-    replaced = _replaced_numbers(trials) if replaced is None else replaced
-    counts = Counter(t.state for t in trials)
-    ordered = _in_number_order(trials)
-    for number in replaced:
-        if 0 <= number < len(ordered):
-            counts[ordered[number].state] -= 1
-    return Tally(
-        complete=counts[TrialState.COMPLETE],
-        pruned=counts[TrialState.PRUNED],
-        failed=counts[TrialState.FAIL],
-        running=counts[TrialState.RUNNING],
-        waiting=counts[TrialState.WAITING],
-        replaced=len(replaced),
-    )
-
-
-def _replaced_numbers(trials: list[FrozenTrial]) -> set[int]:
-    """Trials the budget leaves out: failed trials that a re-run replaces, and void trials."""
-    rerun = {int(t.user_attrs[RETRY_OF_ATTR]) for t in trials if RETRY_OF_ATTR in t.user_attrs}
-    return rerun | {t.number for t in trials if t.user_attrs.get(VOID_ATTR)}
+    return Ledger().update(trials)
 
 
 def _in_number_order(trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -95,28 +168,35 @@ def _in_number_order(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def next_step(
-    study: optuna.Study, spec: StudySpec, *, now: float | None = None, taking: bool = True
+    study: optuna.Study,
+    spec: StudySpec,
+    *,
+    ledger: Ledger | None = None,
+    now: float | None = None,
+    taking: bool = True,
 ) -> tuple[Step, str]:
     """Decide what a worker holding the study lock does next, and why.
 
-    ``taking=False`` asks without taking a trial (a launcher checking what is left), so the
-    study's timeout clock does not start.
+    ``ledger`` carries what this process counted at its previous decisions (a worker passes
+    the same one every time; without one, every trial is counted afresh). ``taking=False``
+    asks without taking a trial (a launcher checking what is left), so the study's timeout
+    clock does not start.
 
     Before deciding, trials of workers that stopped heart-beating are failed and re-queued,
     and a study whose first trials mostly fail is halted for every worker.
     """
     now = time.time() if now is None else now
+    ledger = Ledger() if ledger is None else ledger
     reap_stale_trials(study, spec, now=now)
     attrs = study_attrs(study)
     if attrs.get(HALTED_ATTR):
         return Step.DONE, str(attrs[HALTED_ATTR])
     trials = study.get_trials(deepcopy=False)
-    replaced = _replaced_numbers(trials)
-    halt = _failure_halt(trials, spec, int(attrs.get(WINDOW_START_ATTR, 0)), replaced)
+    counts = ledger.update(trials)
+    halt = ledger.failure_halt(trials, spec, int(attrs.get(WINDOW_START_ATTR, 0)))
     if halt is not None:
         set_study_attr(study, HALTED_ATTR, halt)
         return Step.DONE, halt
-    counts = tally(trials, replaced)
     started = attrs.get(STARTED_AT_ATTR)
     timeout = spec.budget.timeout
     if timeout is not None and started is not None and now - float(started) >= timeout:
@@ -138,30 +218,6 @@ def _run(
     if started is None and taking:
         set_study_attr(study, STARTED_AT_ATTR, now)
     return Step.RUN, why
-
-
-def _failure_halt(
-    trials: list[FrozenTrial], spec: StudySpec, window_start: int, replaced: set[int]
-) -> str | None:
-    """A reason to halt when more than the allowed share of the first trials failed."""
-    budget = spec.budget
-    window: list[FrozenTrial] = []
-    # The window is the first ``failure_window`` finished trials by number from
-    # ``window_start`` on; storages list trials in number order, so stop once it is full.
-    for t in _in_number_order(trials)[window_start:]:
-        if t.number not in replaced and t.state.is_finished():
-            window.append(t)
-            if len(window) == budget.failure_window:
-                break
-    failed = [t for t in window if t.state is TrialState.FAIL]
-    if len(failed) <= budget.max_failed_share * budget.failure_window:
-        return None
-    reason = failed[-1].user_attrs.get(FAIL_REASON_ATTR, "no reason recorded")
-    return (
-        f"halted: {len(failed)} of the first {len(window)} trials failed "
-        f"(budget.max_failed_share={budget.max_failed_share:g} of "
-        f"budget.failure_window={budget.failure_window}); last reason: {reason}"
-    )
 
 
 def reap_stale_trials(study: optuna.Study, spec: StudySpec, *, now: float) -> list[int]:

@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from tuner import _context
 from tuner.errors import FleetError
 from tuner.fleet._budget import (
+    Ledger,
     Step,
     fail_and_requeue,
     next_step,
@@ -210,13 +211,14 @@ def run_worker(
     heartbeat.update()
     heartbeat.start()
     report = WorkerReport(worker_id)
+    ledger = Ledger()
     _log.info("worker %s joined study %s", worker_id, spec.name)
     try:
         while not stop.requested.is_set():
             trial = None
             try:
                 with lock.hold():
-                    step, why = next_step(study, spec)
+                    step, why = next_step(study, spec, ledger=ledger)
                     if step is Step.RUN:
                         lock.check()  # the decision holds only if the lock did throughout
                         trial = study.ask()
