@@ -91,3 +91,18 @@ def test_plain_optuna_studies_get_no_figures(storage: optuna.storages.BaseStorag
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
     publish_all(storage)
     assert _served_figures(storage, study) == {}
+
+
+def test_a_plain_study_that_reports_gets_the_pruning_view_only(
+    storage: optuna.storages.BaseStorage,
+) -> None:
+    study = _new_study(storage)
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0, 1)
+        trial.report(x, 0)
+        return x
+
+    study.optimize(objective, n_trials=2)
+    publish_all(storage)
+    assert set(_served_figures(storage, study)) == {PRUNING_FIGURE_ID}

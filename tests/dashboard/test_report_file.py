@@ -7,10 +7,13 @@ from pathlib import Path
 
 import optuna
 import pytest
-from dashboard_demo import populate
+from dashboard_demo import ARTIFACT_STUDY, populate, weights_bytes
+from helpers.study import pg_url, write_study
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.trial import create_trial
+from typer.testing import CliRunner
 
+from tuner.cli import app
 from tuner.errors import TunerError
 from tuner.report import ArtifactError, ReportError, export_best_weights, write_report
 
@@ -38,6 +41,10 @@ def test_report_is_one_self_contained_file(tmp_path: Path) -> None:
     assert "demo &lt;report&gt;" in page  # names are escaped
     assert "compute saved: 54 of 252 epochs (21%)" in page
     assert "test_accuracy (trial 18)" in page and "0.8731" in page
+    best = study.best_trial
+    assert f"<tr><th>value</th><td>{best.value}</td></tr>" in page
+    for name, value in best.params.items():  # the best parameters, one row each
+        assert f"<tr><th>{name}</th><td>{value}</td></tr>" in page
     assert out.stat().st_size < 6_000_000
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -55,6 +62,9 @@ def test_figures_a_study_cannot_support_yet_become_notes(tmp_path: Path) -> None
     page = write_report(study, tmp_path / "few.html").read_text(encoding="utf-8")
     assert "Omitted: 3 complete trials with parameters; importances need at least 5." in page
     assert "Omitted: no trial reported intermediate values." in page
+    # No tuner worker ran it: no fleet tables of "(unknown worker)" rows.
+    assert page.count("Omitted: no tuner worker ran this study.") == 2
+    assert "unknown worker" not in page
     assert 'id="history"' in page and 'id="parallel"' in page
 
     empty = write_report(optuna.create_study(), tmp_path / "empty.html").read_text()
@@ -109,3 +119,19 @@ def test_exporting_weights_the_best_trial_lacks_is_an_error(tmp_path: Path) -> N
     with pytest.raises(ArtifactError, match=r"trial 0 of study 'no-weights' has no artifact"):
         export_best_weights(study, store, tmp_path / "w.pt")
     assert not (tmp_path / "w.pt").exists()
+
+
+def test_tuner_best_writes_the_best_trials_weights(
+    artifact_study: optuna.Study, pg_database: str, tmp_path: Path
+) -> None:
+    """``tuner best --weights`` fetches them from the artifact store the workers upload to."""
+    study_file = write_study(tmp_path, ARTIFACT_STUDY)
+    out = tmp_path / "best.pt"
+    result = CliRunner().invoke(
+        app, ["best", str(study_file), "--storage", pg_url(pg_database), "--weights", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    best = artifact_study.best_trial
+    assert out.read_bytes() == weights_bytes(best.number)
+    assert f"weights written to {out}" in result.output
+    assert f"trial {best.number}" in result.output  # and the parameters, as without --weights

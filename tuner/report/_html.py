@@ -25,7 +25,12 @@ from optuna.trial import FrozenTrial, TrialState
 from plotly.offline import get_plotlyjs
 
 from tuner.errors import TunerError
-from tuner.report._data import TEST_SCORE_ATTR, pruning_summary, study_system_attrs
+from tuner.report._data import (
+    TEST_SCORE_ATTR,
+    has_fleet_data,
+    pruning_summary,
+    study_system_attrs,
+)
 from tuner.report._fleet import fleet_status_figure, fleet_timeline_figure
 from tuner.report._pruning import best_trial_number, pruning_figure
 
@@ -148,6 +153,12 @@ def render_report(study: optuna.Study, *, title: str | None = None) -> str:
         if any(t.intermediate_values for t in trials)
         else "no trial reported intermediate values"
     )
+    # As on the dashboard: a study tuner workers did not run has no fleet to show.
+    fleet_skip = (
+        None
+        if has_fleet_data(study_system_attrs(study), trials)
+        else "no tuner worker ran this study"
+    )
     viz = optuna.visualization
     sections = [
         _summary_section(study, trials),
@@ -185,13 +196,13 @@ def render_report(study: optuna.Study, *, title: str | None = None) -> str:
             "Fleet: trials over time",
             "fleet-timeline",
             lambda: fleet_timeline_figure(study, trials=trials, height=500),
-            None if any(t.datetime_start for t in trials) else "no trial has started",
+            fleet_skip or (None if any(t.datetime_start for t in trials) else "no trial started"),
         ),
         _figure_section(
             "Fleet: workers and failures",
             "fleet-status",
             lambda: fleet_status_figure(study, trials=trials, height=None),
-            None,
+            fleet_skip,
         ),
     ]
     heading = title or f"Study report: {study.study_name}"
@@ -215,7 +226,8 @@ def write_report(
     It holds the study's summary (direction, trials by state, pruning summary), the best trial
     and its parameters (and the test score if the study records one), then the optimization
     history, intermediate values, parameter importance, parallel coordinates, the pruning view
-    and the fleet view. A figure the study cannot support yet is replaced by a note.
+    and the fleet view (for studies tuner workers ran). A figure the study cannot support
+    yet is replaced by a note.
 
     Args:
         study: the study to report on.
