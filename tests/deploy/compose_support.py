@@ -21,6 +21,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
+SETTINGS = REPO / "storage" / "postgresql.conf"
 
 # Every secret .env.example leaves empty for the user to fill in.
 SECRET_KEYS = ("POSTGRES_PASSWORD", "TUNER_DB_PASSWORD", "TUNER_DASHBOARD_TOKEN")
@@ -101,22 +102,57 @@ def compose_tools() -> dict[str, tuple[str, ...]]:
     return found
 
 
+def _clean_env(home: Path) -> dict[str, str]:
+    """Only PATH and HOME: a variable in the caller's shell would override .env."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
+
+
 def compose_config(
     tool: tuple[str, ...], env_file: Path, *args: str
 ) -> subprocess.CompletedProcess[str]:
-    """``docker-compose --env-file ENV -f docker-compose.yml [ARGS] config`` in a clean env.
-
-    Only PATH and HOME pass through: a variable in the caller's shell would override .env.
-    """
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(env_file.parent)}
+    """``docker-compose --env-file ENV -f docker-compose.yml [ARGS] config`` in a clean env."""
     return subprocess.run(
         [*tool, "--env-file", str(env_file), "-f", str(COMPOSE_FILE), *args, "config"],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=REPO,
-        env=env,
+        env=_clean_env(env_file.parent),
     )
+
+
+def compose_config_with_dot_env(
+    tool: tuple[str, ...], folder: Path, values: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """What a user runs: ``docker-compose -f docker-compose.yml config`` in a checkout whose
+    ``.env`` holds ``values``, found by Compose itself (no ``--env-file``).
+
+    The checkout is a copy of the compose file in ``folder``, so that the repository's own
+    .env, if a developer has one, is neither read nor overwritten.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(COMPOSE_FILE, folder / "docker-compose.yml")
+    write_env_file(folder / ".env", values)
+    return subprocess.run(
+        [*tool, "-f", "docker-compose.yml", "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=folder,
+        env=_clean_env(folder),
+    )
+
+
+def sizing() -> dict[str, int]:
+    """The figures of storage/postgresql.conf's connection sizing comment, by name:
+    ``limit >= workers x per_worker + 1 x dashboard + admin + reserved = total``."""
+    match = re.search(
+        r"(\d+) >= (\d+) workers x (\d+) \+ 1 x (\d+) \+ (\d+) \+ (\d+) = (\d+)",
+        SETTINGS.read_text(),
+    )
+    assert match, "storage/postgresql.conf: the connection sizing comment is missing"
+    names = ("limit", "workers", "per_worker", "dashboard", "admin", "reserved", "total")
+    return dict(zip(names, map(int, match.groups()), strict=True))
 
 
 def load_compose() -> dict[str, Any]:

@@ -8,6 +8,7 @@ result. Debian's docker-compose (1.29) must pass, and in CI must be installed; C
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,12 @@ from compose_support import (
     WORKER_SERVICES,
     active_services,
     compose_config,
+    compose_config_with_dot_env,
     compose_tools,
     env_from_example,
+    interpolate,
     read_env_file,
     require_tool,
-    write_env_file,
 )
 
 # What each value of COMPOSE_PROFILES starts.
@@ -52,10 +54,13 @@ def tool(request: pytest.FixtureRequest) -> tuple[str, ...]:
     return found
 
 
-def render(tool: tuple[str, ...], tmp_path: Path, profile: str) -> tuple[dict[str, Any], dict]:
-    """``config`` with a .env made from .env.example, COMPOSE_PROFILES set to ``profile``."""
-    env = env_from_example(COMPOSE_PROFILES=profile)
-    result = compose_config(tool, write_env_file(tmp_path / "env", env))
+def render(
+    tool: tuple[str, ...], tmp_path: Path, profile: str, **overrides: str
+) -> tuple[dict[str, Any], dict]:
+    """``docker-compose -f docker-compose.yml config`` beside a .env made from .env.example,
+    COMPOSE_PROFILES set to ``profile``."""
+    env = env_from_example(COMPOSE_PROFILES=profile, **overrides)
+    result = compose_config_with_dot_env(tool, tmp_path / "checkout", env)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout), env
 
@@ -132,12 +137,43 @@ def test_config_renders_the_stack(tool: tuple[str, ...], tmp_path: Path, profile
         assert [d["device_ids"] for d in devices["worker-gpu1"]] == [["1"]]
 
 
+def test_without_a_profile_only_the_database_and_the_dashboard_start(
+    tool: tuple[str, ...], tmp_path: Path
+) -> None:
+    """As docs/DEPLOY.md warns: an .env without COMPOSE_PROFILES starts no worker."""
+    env = env_from_example()
+    del env["COMPOSE_PROFILES"]
+    result = compose_config_with_dot_env(tool, tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(result.stdout)
+    assert set(active_services(config, set())) == {"postgres", "dashboard"}
+    if tool == compose_tools().get("v2"):
+        assert set(config["services"]) == {"postgres", "dashboard"}
+
+
 def test_default_study_file_exists() -> None:
     command = yaml.safe_load(COMPOSE_FILE.read_text())["x-worker"]["command"]
     default = re.fullmatch(r"\$\{TUNER_STUDY:-(.+)\}", command[-1])
     assert default is not None, command
     assert (REPO / default[1]).is_file()
     assert read_env_file(ENV_EXAMPLE)["TUNER_STUDY"] == default[1]
+
+
+@pytest.mark.parametrize("profile", ["gpu", "cpu"])
+def test_tuner_study_chooses_the_workers_study_file(
+    tool: tuple[str, ...], tmp_path: Path, profile: str
+) -> None:
+    """TUNER_STUDY in .env sets every worker's study; without it the default applies."""
+    config, _ = render(tool, tmp_path / "set", profile, TUNER_STUDY="search_spaces/cnn.yaml")
+    (name,) = set(active_services(config, {profile})) & set(WORKER_SERVICES)
+    assert config["services"][name]["command"] == ["tuner", "worker", "search_spaces/cnn.yaml"]
+
+    env = env_from_example(COMPOSE_PROFILES=profile)
+    del env["TUNER_STUDY"]
+    result = compose_config_with_dot_env(tool, tmp_path / "unset", env)
+    assert result.returncode == 0, result.stderr
+    command = yaml.safe_load(result.stdout)["services"][name]["command"]
+    assert command == ["tuner", "worker", "search_spaces/lstm.yaml"]
 
 
 def test_config_refuses_an_env_without_passwords(tool: tuple[str, ...], tmp_path: Path) -> None:
@@ -176,3 +212,10 @@ def test_no_secret_is_written_in_the_compose_file() -> None:
                 walk(value, f"{where}[{index}]")
 
     walk(yaml.safe_load(text), "docker-compose.yml")
+    # Nor inside a connection URL: interpolated with a .env, every user:password@ in the
+    # file carries the password from that .env.
+    env = env_from_example()
+    rendered = json.dumps(interpolate(yaml.safe_load(text), env))
+    urls = re.findall(r"://[^\s:/@\"]+:([^\s@\"]*)@", rendered)
+    assert urls, "no connection URL found"
+    assert set(urls) == {env["TUNER_DB_PASSWORD"]}, urls

@@ -35,6 +35,8 @@ import yaml
 from compose_support import REPO, env_from_example, interpolate, load_compose
 from helpers.study import PG_HOST, PG_PORT, PG_USER, admin_sql
 
+from tuner.storage import open_storage
+
 N_TRIALS = 12
 N_WORKERS = 3
 CONTAINER_PG = "postgres:5432"
@@ -102,6 +104,11 @@ def _process(service: dict[str, Any], root: Path) -> tuple[list[str], dict[str, 
     }
     env |= {key: _localize(str(value), folders) for key, value in service["environment"].items()}
     return argv, env
+
+
+def _load_study(name: str, url: str) -> optuna.Study:
+    """The stored study, opened as tuner opens the compose file's URL (whatever its scheme)."""
+    return optuna.load_study(study_name=name, storage=open_storage(url))
 
 
 def _get(url: str, token: str | None = None) -> tuple[int, str, str]:
@@ -257,7 +264,7 @@ def test_postgres_init_creates_a_plain_role_and_the_healthcheck_passes(stack: St
 def test_three_workers_spend_the_exact_budget(stack: Stack) -> None:
     for process, log in zip(stack.workers, stack.worker_logs, strict=True):
         assert process.returncode == 0, f"{shlex.join(process.args)}:\n{log.read_text()}"
-    study = optuna.load_study(study_name=stack.study_name, storage=stack.url)
+    study = _load_study(stack.study_name, stack.url)
     states = [trial.state for trial in study.get_trials(deepcopy=False)]
     assert states.count(optuna.trial.TrialState.COMPLETE) == N_TRIALS
     assert len(states) == N_TRIALS  # nothing RUNNING, WAITING or FAILED is left over
@@ -304,8 +311,8 @@ def test_backup_restores_into_a_fresh_database(stack: Stack, tmp_path: Path) -> 
         check=True, timeout=60,
     )  # fmt: skip
     url = stack.url.rsplit("/", 1)[0] + "/" + restored
-    original = optuna.load_study(study_name=stack.study_name, storage=stack.url)
-    copy = optuna.load_study(study_name=stack.study_name, storage=url)
+    original = _load_study(stack.study_name, stack.url)
+    copy = _load_study(stack.study_name, url)
     assert [(t.number, t.state, t.params, t.value) for t in copy.trials] == [
         (t.number, t.state, t.params, t.value) for t in original.trials
     ]

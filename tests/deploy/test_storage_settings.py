@@ -2,7 +2,9 @@
 
 The postgres container starts with ``-c config_file=`` this file, so a misspelt parameter or
 a bad value would stop the database from starting. ``postgres -C`` reads the file the same
-way and prints one parameter without starting a server.
+way and prints one parameter without starting a server. Its ``max_connections`` is sized from
+what one worker and the dashboard may open, which real ``tuner worker`` and ``tuner dashboard``
+runs are measured against here.
 """
 
 from __future__ import annotations
@@ -13,13 +15,19 @@ import re
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from compose_support import REPO, load_compose, require_tool
+import sqlalchemy as sa
+import yaml
+from compose_support import REPO, SETTINGS, load_compose, require_tool, sizing
+from helpers.study import PG_HOST, PG_PORT, PG_USER, admin_sql
+from typer.testing import CliRunner
 
-SETTINGS = REPO / "storage" / "postgresql.conf"
+import tuner.dashboard
+from tuner.cli import app
 
 
 def postgres_binary() -> str | None:
@@ -76,16 +84,82 @@ def test_postgresql_accepts_the_settings_file(data_dir: Path) -> None:
 
 
 def test_connection_arithmetic_in_the_file_adds_up() -> None:
-    """The comment's sum (workers x per worker + dashboard + admin + reserved) fits."""
+    """The comment's sum (workers x per worker + dashboard + admin + reserved) fits, and its
+    worker count is the most that fit: the docs quote it as what the settings cover."""
     text = SETTINGS.read_text()
-    match = re.search(
-        r"(\d+) >= (\d+) workers x (\d+) \+ 1 x (\d+) \+ (\d+) \+ (\d+) = (\d+)", text
+    n = sizing()
+    overhead = n["dashboard"] + n["admin"] + n["reserved"]
+    assert n["workers"] * n["per_worker"] + overhead == n["total"] <= n["limit"]
+    assert n["total"] + n["per_worker"] > n["limit"], "one more worker would fit"
+    assert re.search(rf"^max_connections = {n['limit']}$", text, re.M)
+    assert re.search(rf"^superuser_reserved_connections = {n['reserved']}$", text, re.M)
+
+
+@pytest.fixture
+def pool_capacity(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[int, int]]:
+    """Each SQLAlchemy pool that connects while the test runs: id -> pool size + overflow,
+    the most connections it can hold open at once."""
+    pools: dict[int, int] = {}
+
+    def seen(connection: sa.Connection) -> None:
+        pool = connection.engine.pool
+        # QueuePool keeps its overflow limit private; every PostgreSQL engine here is one.
+        pools.setdefault(id(pool), pool.size() + pool._max_overflow)  # type: ignore[attr-defined]
+
+    sa.event.listen(sa.engine.Engine, "engine_connect", seen)
+    try:
+        yield pools
+    finally:
+        sa.event.remove(sa.engine.Engine, "engine_connect", seen)
+
+
+@pytest.fixture
+def scratch_db() -> Iterator[str]:
+    """A throwaway database on the local server; its storage URL."""
+    name = f"tuner_pools_{uuid.uuid4().hex[:10]}"
+    admin_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+    finally:
+        admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_worker_and_the_dashboard_open_no_more_than_the_settings_count(
+    tmp_path: Path,
+    scratch_db: str,
+    pool_capacity: dict[int, int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A real ``tuner worker`` (heartbeats and the stale-trial reaper included) and
+    ``tuner dashboard``, in this process, against PostgreSQL."""
+    study = tmp_path / "pools.yaml"
+    study.write_text(
+        yaml.safe_dump(
+            {
+                "name": "pools",
+                "objective": {"model": "tiny_objective:objective", "direction": "minimize"},
+                "search_space": {"x": {"low": -10.0, "high": 10.0}},
+                "sampler": {"type": "random", "seed": 0},
+                "budget": {"n_trials": 8},
+                "workers": {"cpu": 1, "heartbeat_interval": 0.2, "heartbeat_grace": 5.0},
+            }
+        )
     )
-    assert match, "the sizing comment is missing"
-    limit, workers, per_worker, dashboard, admin, reserved, total = map(int, match.groups())
-    assert workers * per_worker + dashboard + admin + reserved == total <= limit
-    assert re.search(rf"^max_connections = {limit}$", text, re.M)
-    assert re.search(rf"^superuser_reserved_connections = {reserved}$", text, re.M)
+    monkeypatch.setenv("TUNER_HOME", str(tmp_path / "home"))
+    for name in ("TUNER_STORAGE", "TUNER_GPU_SLOTS_DIR", "TUNER_DASHBOARD_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    n = sizing()
+
+    result = CliRunner().invoke(app, ["worker", str(study), "--storage", scratch_db])
+    assert result.exit_code == 0, result.output
+    assert "ran 8 trial(s)" in result.output
+    assert 0 < sum(pool_capacity.values()) <= n["per_worker"], pool_capacity
+
+    pool_capacity.clear()
+    monkeypatch.setattr(tuner.dashboard, "serve", lambda *args, **kwargs: None)
+    result = CliRunner().invoke(app, ["dashboard", "--storage", scratch_db])
+    assert result.exit_code == 0, result.output
+    assert 0 < sum(pool_capacity.values()) <= n["dashboard"], pool_capacity
 
 
 def test_compose_mounts_the_settings_and_init_scripts() -> None:
