@@ -269,7 +269,26 @@ def test_reference_documents_every_setting() -> None:
     from tuner.objectives import SETTINGS
 
     text = (REPO / "docs" / "OBJECTIVES.md").read_text()
+    rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| `")]
     for setting in SETTINGS:
         default = "null" if setting.default is None else str(setting.default).lower()
-        row = [line for line in text.splitlines() if line.startswith(f"| `{setting.name}` |")]
-        assert any(f"`{default}`" in line for line in row), setting.name
+        models = "both" if len(setting.models) == 2 else setting.models[0]
+        tasks = "both" if len(setting.tasks) == 2 else setting.tasks[0]
+        matching = [
+            cells
+            for cells in rows
+            if cells[0].strip() == f"`{setting.name}`" and cells[1].strip() == models
+        ]
+        assert len(matching) == 1, (setting.name, models)
+        _, _, row_tasks, row_default, allowed, searchable, _ = (c.strip() for c in matching[0])
+        assert row_tasks == tasks, setting.name
+        assert row_default == f"`{default}`", setting.name
+        assert searchable == ("yes" if setting.searchable else "no"), setting.name
+        if setting.kind == "choice":
+            assert allowed.startswith(", ".join(f"`{c}`" for c in setting.choices)), setting.name
+        elif setting.kind == "bool":
+            assert allowed == "`true`, `false`", setting.name
+        elif setting.high is not None:
+            assert allowed.startswith(setting.describe()), (setting.name, allowed)
+        else:
+            assert allowed == f"{setting.kind} ≥ {setting.low:g}", (setting.name, allowed)

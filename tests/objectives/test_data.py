@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -127,3 +129,56 @@ def test_forecasting_metrics_are_on_the_original_scale() -> None:
     assert metrics["test_mae"] == pytest.approx(
         np.mean(np.abs(truth - passengers[:n_train].mean())), rel=1e-4
     )
+
+
+def _shipped() -> list[str]:
+    """Every data file sktime installs, by the name tuner lists it under."""
+    root = sktime_data_dir()
+    names = [p.name[: -len("_TRAIN.ts")] for p in root.glob("*/*_TRAIN.ts")]
+    paths = {i.path: i.name for i in map(lookup, available("forecasting")) if i is not None}
+    names += [paths[p] for p in [*root.glob("*/*.csv"), *root.glob("*/*.tsf")]]
+    return sorted(names)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+@pytest.mark.parametrize("name", _shipped())
+def test_every_shipped_data_set_loads_and_feeds_both_models(name: str) -> None:
+    """Usable by name means: it loads, validation comes from the training split, the test
+    labels are classes the model knows, and both models build from it and run."""
+    from tuner.objectives._builtin import _for_model
+    from tuner.objectives._settings import defaults
+    from tuner.objectives.data.forecasting import min_length
+    from tuner.objectives.models import build_model
+
+    info = lookup(name)
+    assert info is not None
+    for variant in (name.lower(), name.upper(), _snake(name), _snake(name).replace("_", "-")):
+        assert lookup(variant) is info, variant
+    params = dict(PARAMS)
+    while info.kind is DataKind.SERIES and info.length < min_length(
+        params["look_back"], 1, 0.2, 0.2
+    ):
+        params["look_back"] //= 2  # short series (longley, the .tsf fixtures)
+    data = load_data(name, params)
+    assert len(data.train) >= 2 and len(data.val) >= 1 and len(data.test) >= 1
+    for part in (data.train, data.val, data.test):
+        assert torch.isfinite(part.x).all()
+    if info.kind in (DataKind.SEQUENCE, DataKind.SERIES_REGRESSION):
+        text = info.path.with_name(f"{info.path.name}_TRAIN.ts").read_text(errors="replace")
+        body = re.split(r"(?im)^@data\s*$", text, maxsplit=1)[1]
+        n_train = sum(1 for line in body.splitlines() if line.strip())
+        assert len(data.train) + len(data.val) == n_train  # validation from train only
+        assert data.train.x.shape[1:] == (info.length, info.channels)
+    if data.is_classification:
+        assert set(data.test.y.tolist()) <= set(range(data.n_outputs))
+    for model in ("lstm", "cnn"):
+        p = {**defaults(model, info.task), **params, "hidden_size": 4, "channels": 4}
+        d = _for_model(data, model, p)
+        net = build_model(model, p, d)
+        x, lengths = d.train.x[:4], None if d.train.lengths is None else d.train.lengths[:4]
+        out = net(x, lengths)
+        assert out.shape == (len(x), d.n_outputs) and torch.isfinite(out).all()
+        out.sum().backward()

@@ -132,3 +132,52 @@ def test_residual_lstm_adds_layer_input() -> None:
     res.load_state_dict(plain.state_dict())
     x = torch.randn(2, 5, 3)
     assert not torch.allclose(plain(x), res(x))
+
+
+def test_sequence_batchnorm_normalises_over_batch_and_time_on_valid_steps() -> None:
+    """batchnorm on sequences: one mean/var per feature over every valid (series, step),
+    padding excluded from the statistics and left at zero."""
+    from tuner.objectives.models._norm import SequenceNorm
+
+    torch.manual_seed(0)
+    x, lengths = _inputs(3, padded=True)
+    x = x * 4.0 + 7.0  # far from N(0, 1)
+    mask = torch.arange(9)[None, :] < lengths[:, None]
+    x[~mask] = 0.0
+    norm = SequenceNorm("batchnorm", 3).train()
+    out = norm(x, mask)
+    valid = out[mask]  # (valid steps, C)
+    torch.testing.assert_close(valid.mean(dim=0), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(valid.var(dim=0, unbiased=False), torch.ones(3), atol=1e-3, rtol=0)
+    assert (out[~mask] == 0).all()
+    # the same as BatchNorm1d over the flattened valid steps (not per step, not per series)
+    reference = torch.nn.BatchNorm1d(3).train()
+    torch.testing.assert_close(valid, reference(x[mask]))
+    # without padding: statistics over all B x T steps
+    full = SequenceNorm("batchnorm", 3).train()(x, None).reshape(-1, 3)
+    torch.testing.assert_close(full.mean(dim=0), torch.zeros(3), atol=1e-5, rtol=0)
+
+
+def test_lstm_layernorm_normalises_each_step() -> None:
+    from tuner.objectives.models._norm import SequenceNorm
+
+    x, _ = _inputs(4, padded=False)
+    out = SequenceNorm("layernorm", 4)(x * 3.0 + 1.0, None)
+    torch.testing.assert_close(out.mean(dim=-1), torch.zeros(4, 9), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("norm", ["batchnorm", "layernorm"])
+@pytest.mark.parametrize("dims", [1, 2])
+def test_cnn_norm_placement_orders_norm_and_activation(norm: str, dims: int) -> None:
+    """before_activation: ReLU last, so a block's output is >= 0; after_activation: the norm
+    last, so the output is centred (negative values appear)."""
+    from tuner.objectives.models.cnn import ConvBlock
+
+    torch.manual_seed(0)
+    x = torch.randn(6, 2, 8, 8) if dims == 2 else torch.randn(6, 2, 16)
+    outs = {}
+    for placement in ("before_activation", "after_activation"):
+        block = ConvBlock(dims, 2, 4, 3, norm, placement, None, False, 0.0).train()
+        outs[placement] = block(x)
+    assert (outs["before_activation"] >= 0).all()
+    assert (outs["after_activation"] < 0).any()

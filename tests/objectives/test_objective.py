@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -128,6 +129,34 @@ def test_cnn_digits_study(context: _context.TrialContext) -> None:
     assert score["value"] > 0.9
 
 
+def test_cnn_1d_study_on_padded_multivariate_sequences(context: _context.TrialContext) -> None:
+    """The 1-D CNN on JapaneseVowels (12 channels, unequal lengths) runs a short study."""
+    spec = build_spec(
+        {
+            "model": "cnn",
+            "task": "classification",
+            "dataset": "JapaneseVowels",
+            "epochs": 6,
+            "batch_size": 64,
+            "channels": 16,
+            "num_layers": 2,
+            "patience": 0,
+            "metric": "val_accuracy",
+        },
+        {
+            "lr": {"low": 1e-4, "high": 3e-2, "log": True},
+            "norm": {"choices": ["none", "batchnorm", "layernorm"]},
+            "norm_placement": {"choices": ["before_activation", "after_activation"]},
+        },
+    )
+    study = run_study(spec, builtin_objective(spec), n_trials=6)
+    _assert_reported_every_epoch(study)
+    assert TrialState.PRUNED in [t.state for t in study.trials]
+    assert study.best_value > 0.8
+    score = score_test(spec, study.best_trial, context.artifact_store)
+    assert score["metric"] == "test_accuracy" and score["n_test"] == 370
+
+
 def test_lstm_forecasting_study(context: _context.TrialContext) -> None:
     spec = build_spec(
         FORECAST,
@@ -215,3 +244,183 @@ def test_rerun_of_a_killed_trial_resumes_from_its_checkpoint(
     assert rerun.state == TrialState.COMPLETE
     assert rerun.intermediate_values == uninterrupted.trials[0].intermediate_values
     assert rerun.value == uninterrupted.trials[0].value
+
+
+def test_worker_fails_bad_builtin_trials_alone_and_scores_the_best_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the real worker: a NaN loss, a raised exception and a CUDA out-of-memory error
+    (simulated on CPU, mid-epoch) each fail their trial with the reason; the worker goes on.
+    When the budget is spent the best trial is scored on the test split once, and
+    `tuner best` shows that score."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    import tuner.objectives
+    from tuner.fleet import open_study, run_worker
+    from tuner.objectives._select import TEST_SCORE_ATTR, study_done_hook
+    from tuner.spec import load_spec
+    from tuner.storage import open_storage
+
+    study_file = tmp_path / "faults.yaml"
+    document = {
+        "name": "builtin-faults",
+        "objective": {
+            **FORECAST,
+            "direction": "minimize",
+            "epochs": 3,
+            "optimizer": "sgd",
+            "grad_clip": 0.0,
+            "patience": 0,
+        },
+        "search_space": {"lr": {"low": 1e-3, "high": 10.0, "log": True}},
+        "sampler": {"type": "random", "seed": 0},
+        "pruner": {"type": "none"},
+        "budget": {"n_trials": 5},
+        "workers": {"cpu": 1, "heartbeat_interval": 0.5, "heartbeat_grace": 3.0},
+    }
+    study_file.write_text(yaml.safe_dump(document, sort_keys=False))
+    spec = load_spec(study_file)
+    url = f"journal://{tmp_path / 'journal.log'}"
+    study = open_study(spec, open_storage(url))
+    for lr in (10.0, 0.01, 0.01, 0.01, 0.02):
+        study.enqueue_trial({"lr": lr})
+
+    faults = {
+        1: RuntimeError("bad batch"),
+        2: torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+    }
+    current: dict[str, int] = {}
+    real_build = _builtin.build_model
+
+    def build(model: str, params: dict, data: object) -> torch.nn.Module:
+        net = real_build(model, params, data)
+        fault = faults.get(current["trial"])
+        if fault is not None:
+            calls = [0]
+            forward = net.forward
+
+            def failing_forward(x: torch.Tensor, lengths: torch.Tensor | None = None):
+                calls[0] += 1
+                if calls[0] > 8:  # in epoch 2 (airline: 5 batches + 1 validation per epoch)
+                    raise fault
+                return forward(x, lengths)
+
+            net.forward = failing_forward
+        return net
+
+    monkeypatch.setattr(_builtin, "build_model", build)
+    builtin = builtin_objective(spec)
+
+    def objective(trial: optuna.Trial) -> float:
+        current["trial"] = trial.number
+        return builtin(trial)
+
+    scored: list[int] = []
+    real_score = score_test
+
+    def counting_score(spec_: object, trial: optuna.trial.FrozenTrial, store: object) -> dict:
+        scored.append(trial.number)
+        return real_score(spec_, trial, store)
+
+    monkeypatch.setattr(tuner.objectives, "score_test", counting_score)
+    hook = study_done_hook(spec)
+    report = run_worker(spec, url, objective, handle_signals=False, on_study_done=hook)
+    assert report.trials_run == 5 and report.outcomes == {"FAIL": 3, "COMPLETE": 2}
+
+    final = optuna.load_study(study_name=spec.name, storage=open_storage(url)).trials
+    assert [t.state for t in final] == [TrialState.FAIL] * 3 + [TrialState.COMPLETE] * 2
+    reasons = [t.user_attrs.get("tuner:fail_reason") for t in final]
+    assert reasons[0] is not None
+    assert re.fullmatch(r"NonFiniteLoss: (loss|val_rmse) became (nan|inf) at epoch \d+", reasons[0])
+    assert reasons[1] == "RuntimeError: bad batch"
+    assert reasons[2].startswith("OutOfMemoryError: CUDA out of memory")
+    for t in final[1:3]:  # failed mid-way: what ran is still recorded
+        assert t.user_attrs["epochs_trained"] == 1 and sorted(t.intermediate_values) == [1]
+        assert t.user_attrs["device"] == "cpu" and CURVE_ATTR in t.user_attrs
+
+    # a second worker finds the budget spent: the test split is not scored again
+    run_worker(spec, url, objective, handle_signals=False, on_study_done=hook)
+    best = min((t for t in final if t.state is TrialState.COMPLETE), key=lambda t: t.value)
+    assert scored == [best.number]
+    stored = optuna.load_study(study_name=spec.name, storage=open_storage(url))
+    score = stored._storage.get_study_system_attrs(stored._study_id)[TEST_SCORE_ATTR]
+    assert score["trial"] == best.number and score["metric"] == "test_rmse"
+
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tuner",
+            "best",
+            str(study_file),
+            "--storage",
+            url,
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    best_json = json.loads(shown.stdout)
+    assert best_json["number"] == best.number
+    assert best_json["test"]["metric"] == "test_rmse"
+    assert best_json["test"]["value"] == pytest.approx(score["value"])
+
+
+def test_user_csv_series_trains_with_paths_relative_to_the_study_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, context: _context.TrialContext
+) -> None:
+    """{csv, target, look_back, horizon}: the path is read relative to the study file, the
+    search space may override the CSV's look_back, and the metrics are in the CSV's units."""
+    import math
+
+    import yaml
+
+    from tuner.spec import load_spec
+
+    (tmp_path / "data").mkdir()
+    values = [1000.0 + 200.0 * math.sin(i / 4.0) + 3.0 * i for i in range(120)]
+    rows = "".join(f"{i},{v:.3f},x\n" for i, v in enumerate(values))
+    (tmp_path / "data" / "sales.csv").write_text("month,sales,note\n" + rows)
+    study_file = tmp_path / "sales.yaml"
+    objective = {
+        **FORECAST,
+        "dataset": {"csv": "data/sales.csv", "target": "sales", "look_back": 12, "horizon": 2},
+        "metric": "val_mae",
+        "direction": "minimize",
+        "epochs": 4,
+    }
+    study_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "csv",
+                "objective": objective,
+                "search_space": {"look_back": {"choices": [6, 12]}},
+                "budget": {"n_trials": 3},
+            }
+        )
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the CSV path must not depend on the shell's directory
+    spec = load_spec(study_file)
+    study = optuna.create_study(direction="minimize")
+    study.enqueue_trial({"look_back": 6})
+    study.optimize(sampled(spec, builtin_objective(spec)), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state is TrialState.COMPLETE
+    score = score_test(spec, trial, context.artifact_store)
+    assert score["metric"] == "test_mae"
+    # scaled units would give an error well below 3; the series moves by hundreds
+    assert 3 < score["value"] < 1000
+    # horizon 2 from the CSV, look_back 6 from the search space: 120 - 6 - 2 + 1 windows
+    params = _builtin.trial_params(spec, trial.params)
+    assert (params["look_back"], params["horizon"]) == (6, 2)
+    data = _builtin.load_data(spec.objective.dataset, params)
+    assert data.n_outputs == 2 and data.length == 6
+    assert len(data.train) + len(data.val) + len(data.test) == 120 - 6 - 2 + 1
