@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from optuna.storages import BaseStorage
 from rich.console import Console
 from rich.table import Table
 
-from tuner.cli._common import StorageOption, StudyFile, load_existing_study, read_spec
+from tuner.cli._common import StorageOption, StudyFile, load_existing_study, storage_in_force
 from tuner.cli._render import (
     best_data,
     best_yaml,
@@ -21,7 +22,7 @@ from tuner.cli._render import (
     trials_data,
     workers_table,
 )
-from tuner.storage import open_storage, redact, resolve_url
+from tuner.storage import open_storage, redact
 
 
 class StatusFormat(str, Enum):
@@ -50,7 +51,8 @@ def status(
 
     Example: tuner status search_spaces/quick.yaml --format json
     """
-    data = status_data(load_existing_study(read_spec(study_file), storage))
+    _, study = load_existing_study(study_file, storage)
+    data = status_data(study)
     if format is StatusFormat.json:
         typer.echo(json.dumps(data, indent=2, default=str))
         return
@@ -75,14 +77,13 @@ def best(
 
     Example: tuner best search_spaces/quick.yaml --format json
     """
-    spec = read_spec(study_file)
-    study = load_existing_study(spec, storage)
+    spec, study = load_existing_study(study_file, storage)
     if weights is not None:
         from tuner.report import export_best_weights
         from tuner.storage import open_artifact_store
 
-        url = resolve_url(storage, spec.storage)
-        written = export_best_weights(study, open_artifact_store(url), weights)
+        with storage_in_force(study_file, spec, storage) as url:
+            written = export_best_weights(study, open_artifact_store(url), weights)
         typer.echo(f"weights written to {written}", err=True)
     if format is BestFormat.json:
         typer.echo(json.dumps({"study": study.study_name, **(best_data(study) or {})}, indent=2))
@@ -101,7 +102,8 @@ def trials(
 
     Example: tuner trials search_spaces/quick.yaml --format csv > trials.csv
     """
-    rows = trials_data(load_existing_study(read_spec(study_file), storage))
+    _, study = load_existing_study(study_file, storage)
+    rows = trials_data(study)
     if format is TrialsFormat.json:
         typer.echo(json.dumps(rows, indent=2, default=str))
     else:
@@ -113,14 +115,34 @@ def studies(storage: StorageOption = None) -> None:
 
     Example: tuner studies --storage postgresql+psycopg2://tuner@localhost:5432/tuner
     """
-    url = resolve_url(storage)
-    opened = open_storage(url)
-    summaries = opened.get_all_studies()
-    table = Table(title=f"Studies in {redact(url)}", title_justify="left")
-    for column in ("name", "direction", "trials"):
-        table.add_column(column)
-    for s in sorted(summaries, key=lambda s: s.study_name):
-        table.add_row(
-            s.study_name, s.directions[0].name.lower(), str(opened.get_n_trials(s._study_id))
-        )
-    Console().print(table)
+    with storage_in_force(None, None, storage) as url:
+        opened = open_storage(url)
+        summaries = sorted(opened.get_all_studies(), key=lambda s: s.study_name)
+        rows = [
+            (
+                s.study_name,
+                "/".join(d.name.lower() for d in s.directions),
+                str(opened.get_n_trials(s._study_id)),
+                _best_value(opened, s._study_id, len(s.directions)),
+            )
+            for s in summaries
+        ]
+    console = Console()
+    # On a line of its own: as a table title it would wrap at the table's width.
+    console.print(f"Studies in {redact(url)}", soft_wrap=True, highlight=False)
+    table = Table()
+    for column in ("name", "direction", "trials", "best"):
+        table.add_column(column, justify="right" if column in ("trials", "best") else "left")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def _best_value(storage: BaseStorage, study_id: int, objectives: int) -> str:
+    """The study's best value as shown in ``tuner studies``; "-" before a trial completes."""
+    if objectives != 1:
+        return "-"  # a multi-objective study (not tuner's) has no single best value
+    try:
+        return f"{storage.get_best_trial(study_id).value:.6g}"
+    except ValueError:
+        return "-"

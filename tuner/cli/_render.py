@@ -25,7 +25,7 @@ def summary_table(
     """The end-of-launch summary: best value and parameters, counts, wall time, next step."""
     table = Table(title=f"Study {spec.name}", show_header=False, title_justify="left")
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # wrapped, never cut: the dashboard command is copied
     metric = spec.objective.metric or "value"
     best = "-" if snap.best_value is None else f"{snap.best_value:.6g} (trial {snap.best_number})"
     table.add_row(f"best {metric} ({spec.direction})", best)

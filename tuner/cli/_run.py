@@ -14,7 +14,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from tuner.cli._common import StorageOption, StudyFile, read_spec, setup_logging, storage_url
+from tuner.cli._common import (
+    StorageOption,
+    StudyFile,
+    read_spec,
+    setup_logging,
+    storage_in_force,
+)
 from tuner.cli._render import summary_table
 from tuner.errors import FleetError, SpecError
 from tuner.fleet import (
@@ -48,10 +54,10 @@ def launch(
     setup_logging()
     spec = read_spec(study_file)
     _check(spec, study_file)
-    url = storage_url(spec, storage)
+    with storage_in_force(study_file, spec, storage) as url:
+        study, step, why = prepare_launch(spec, url)
     console = Console()
     dash = f"tuner dashboard {study_file}" + (f" --storage '{redact(url)}'" if storage else "")
-    study, step, why = prepare_launch(spec, url)
     if step is Step.DONE:
         console.print(f"Study [bold]{spec.name}[/] has nothing left to run: {why}.")
         console.print(summary_table(spec, snapshot(study), elapsed=None, dashboard_command=dash))
@@ -139,7 +145,8 @@ def worker(study_file: StudyFile, storage: StorageOption = None) -> None:
 
     Start as many as you like, on any host that reaches the storage.
 
-    Example: TUNER_STORAGE=postgresql+psycopg2://tuner@db:5432/tuner tuner worker study.yaml
+    Example: TUNER_STORAGE=postgresql+psycopg2://tuner@localhost:5432/tuner tuner worker
+    search_spaces/quick.yaml
     """
     setup_logging(verbose=True)
     spec = read_spec(study_file)
@@ -147,15 +154,16 @@ def worker(study_file: StudyFile, storage: StorageOption = None) -> None:
     # CUDA_VISIBLE_DEVICES to a GPU no other worker on the host holds, until this process ends.
     claim_gpu_slot_from_env()
     _check(spec, study_file)
-    url = os.environ.get(WORKER_STORAGE_ENV) or storage_url(spec, storage)
     objective = load_objective(spec, study_file.resolve().parent)
-    report = run_worker(
-        spec,
-        url,
-        objective,
-        gpu=os.environ.get(WORKER_GPU_ENV),
-        on_study_done=study_done_hook(spec),
-    )
+    # A launcher hands its workers the URL it resolved, standing in for --storage.
+    with storage_in_force(study_file, spec, os.environ.get(WORKER_STORAGE_ENV) or storage) as url:
+        report = run_worker(
+            spec,
+            url,
+            objective,
+            gpu=os.environ.get(WORKER_GPU_ENV),
+            on_study_done=study_done_hook(spec),
+        )
     typer.echo(
         f"worker {report.worker_id} ran {report.trials_run} trial(s) "
         f"{report.outcomes or ''}; stopped: {report.stop_reason}",

@@ -14,8 +14,9 @@ from tuner.cli._common import (
     load_existing_study,
     read_spec,
     setup_logging,
+    storage_in_force,
 )
-from tuner.storage import open_artifact_store, open_storage, resolve_url
+from tuner.storage import open_artifact_store, open_storage
 
 
 def dashboard(
@@ -39,16 +40,16 @@ def dashboard(
 
     setup_logging(verbose=True)
     spec = read_spec(study_file) if study_file is not None else None
-    url = resolve_url(storage, spec.storage if spec else None)
     try:
-        serve(
-            open_storage(url, pool_size=4),
-            open_artifact_store(url),
-            host=host,
-            port=port,
-            allow_writes=allow_writes,
-            token=os.environ.get(TOKEN_ENV) or None,
-        )
+        with storage_in_force(study_file, spec, storage) as url:
+            serve(
+                open_storage(url, pool_size=4),
+                open_artifact_store(url),
+                host=host,
+                port=port,
+                allow_writes=allow_writes,
+                token=os.environ.get(TOKEN_ENV) or None,
+            )
     except KeyboardInterrupt:
         typer.echo("dashboard stopped", err=True)
 
@@ -66,5 +67,6 @@ def report(
     """
     from tuner.report import write_report
 
-    written = write_report(load_existing_study(read_spec(study_file), storage), out)
+    _, study = load_existing_study(study_file, storage)
+    written = write_report(study, out)
     typer.echo(f"report written to {written}")
