@@ -204,6 +204,7 @@ def test_unreachable_database_is_exit_2_without_password(tmp_path: Path) -> None
 
 BAD_OPTIONS = [
     (["launch", "{file}", "--workers", "0"], "launch: Invalid value for '--workers': "),
+    (["launch", "{file}", "--workers", "1000"], "less than or equal to 256"),
     (["status", "{file}", "--format", "xml"], "'xml' is not one of 'table', 'json'"),
     (["trials", "{file}", "--format", "yaml"], "'yaml' is not one of 'csv', 'json'"),
     (["best", "{file}", "--bogus"], "best: No such option: --bogus"),

@@ -44,7 +44,9 @@ def launch(
     storage: StorageOption = None,
     workers: Annotated[
         int | None,
-        typer.Option("--workers", min=1, help="Number of local workers (default: from the file)."),
+        typer.Option(
+            "--workers", min=1, max=256, help="Number of local workers (default: from the file)."
+        ),
     ] = None,
 ) -> None:
     """Create or resume a study and run it with local workers until the budget is spent.
