@@ -12,18 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.study import REPO, admin_sql, pg_url
+from helpers.study import REPO, pg_url, scratch_database
 
 
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session; dropped afterwards."""
-    name = f"tuner_test_{uuid.uuid4().hex[:10]}"
-    admin_sql(f'CREATE DATABASE "{name}"')
-    try:
+    with scratch_database() as name:
         yield name
-    finally:
-        admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.study import REPO, load_trials, pg_url, run_tuner, tuner_cmd, write_study
+from helpers.study import REPO, load_trials, pg_url, run_tuner, tuner_cmd, tuner_env, write_study
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
@@ -111,12 +111,7 @@ def test_progress_status_and_summary_follow_workers_the_launcher_did_not_start(
         budget={"n_trials": 12},
         objective={"model": "helpers.objectives:slow", "metric": "loss", "direction": "minimize"},
     )
-    env = {
-        **os.environ,
-        "TUNER_TEST_STEP_SECONDS": "0.2",
-        "COLUMNS": "400",  # nothing wraps
-        "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)]),
-    }
+    env = tuner_env(TUNER_TEST_STEP_SECONDS="0.2", COLUMNS="400")  # COLUMNS: nothing wraps
     # A worker started by hand, as on another machine: the launcher knows it only through
     # the storage.
     other = subprocess.Popen(
@@ -236,11 +231,7 @@ def test_stopped_launcher_resumes_with_the_remaining_budget(
         workers={"cpu": 2, "stop_grace": 0.2, "heartbeat_interval": 0.5, "heartbeat_grace": 3.0},
         objective={"model": "helpers.objectives:slow", "metric": "loss", "direction": "minimize"},
     )
-    env = {
-        **os.environ,
-        "TUNER_TEST_STEP_SECONDS": "0.2",
-        "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)]),
-    }
+    env = tuner_env(TUNER_TEST_STEP_SECONDS="0.2")
     launcher = subprocess.Popen(
         tuner_cmd("launch", str(study_file), "--storage", storage_url),
         env=env,

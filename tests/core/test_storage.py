@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import optuna
 import pytest
-from helpers.study import admin_sql, pg_url
+from helpers.study import admin_sql, pg_url, scratch_database
 
 from tuner.storage import open_storage
 
@@ -15,12 +14,8 @@ from tuner.storage import open_storage
 @pytest.fixture
 def own_database() -> Iterator[str]:
     """A database of this test's own, so cutting its connections disturbs no other test."""
-    name = f"tuner_core_{uuid.uuid4().hex[:10]}"
-    admin_sql(f'CREATE DATABASE "{name}"')
-    try:
+    with scratch_database("tuner_core") as name:
         yield name
-    finally:
-        admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_pooled_connections_cut_by_the_server_are_replaced_unnoticed(own_database: str) -> None:

@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from compose_support import REPO, SETTINGS, load_compose, require_tool, sizing
-from helpers.study import PG_HOST, PG_PORT, PG_USER, admin_sql
+from helpers.study import PG_HOST, PG_PORT, PG_USER, scratch_database
 from typer.testing import CliRunner
 
 import tuner.dashboard
@@ -116,12 +115,8 @@ def pool_capacity(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[int, int]]:
 @pytest.fixture
 def scratch_db() -> Iterator[str]:
     """A throwaway database on the local server; its storage URL."""
-    name = f"tuner_pools_{uuid.uuid4().hex[:10]}"
-    admin_sql(f'CREATE DATABASE "{name}"')
-    try:
+    with scratch_database("tuner_pools") as name:
         yield f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_a_worker_and_the_dashboard_open_no_more_than_the_settings_count(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -33,6 +36,17 @@ def admin_sql(sql: str, dbname: str = "postgres") -> None:
         connection.close()
 
 
+@contextlib.contextmanager
+def scratch_database(prefix: str = "tuner_test") -> Iterator[str]:
+    """A fresh database on the test server, dropped (connections and all) afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def write_study(folder: Path, name: str, **sections: object) -> Path:
     """Write a study file for the objective in tests/helpers/objectives.py; override any key."""
     document: dict[str, object] = {
@@ -57,6 +71,16 @@ def tuner_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "tuner", *args]
 
 
+def tuner_env(**extra: str) -> dict[str, str]:
+    """This process's environment plus ``extra``, with the tests' helper objectives
+    (``helpers.objectives``) and the repository importable in a ``tuner`` subprocess."""
+    return {
+        **os.environ,
+        **extra,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)]),
+    }
+
+
 def run_tuner(
     *args: str, timeout: float = 240, env: dict[str, str] | None = None, **kwargs: object
 ) -> subprocess.CompletedProcess[str]:
@@ -64,8 +88,7 @@ def run_tuner(
 
     The tests' helper objectives are importable in it (``helpers.objectives``).
     """
-    env = dict(os.environ if env is None else env)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), str(REPO)])
+    env = tuner_env(**(os.environ if env is None else env))
     return subprocess.run(
         tuner_cmd(*args), capture_output=True, text=True, timeout=timeout, env=env, **kwargs
     )

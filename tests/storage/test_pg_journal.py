@@ -15,16 +15,22 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 
 import optuna
 import optuna_dashboard
-import psycopg2
 import pytest
-from helpers.study import REPO, load_trials, pg_url, run_tuner, tuner_cmd, write_study
+from helpers.study import (
+    load_trials,
+    pg_url,
+    run_tuner,
+    scratch_database,
+    tuner_cmd,
+    tuner_env,
+    write_study,
+)
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
@@ -49,31 +55,13 @@ while i < count:
 """
 
 
-def _admin(sql: str) -> None:
-    connection = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="postgres")
-    connection.autocommit = True
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-    finally:
-        connection.close()
-
-
 @pytest.fixture
 def journal_url() -> Iterator[str]:
     """A ``postgresql+journal://`` URL on a database of its own, so the journal starts empty."""
-    name = f"tuner_journal_{uuid.uuid4().hex[:10]}"
-    _admin(f'CREATE DATABASE "{name}"')
-    url = pg_url(name).replace("postgresql+psycopg2://", "postgresql+journal://")
-    try:
+    with scratch_database("tuner_journal") as name:
+        url = pg_url(name).replace("postgresql+psycopg2://", "postgresql+journal://")
         yield url
-    finally:
         publish_pending(url)  # what the test's storages still hold, before the database goes
-        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO)])}
 
 
 def test_the_url_is_its_own_kind_and_shares_postgresql_coordination(journal_url: str) -> None:
@@ -93,7 +81,7 @@ def test_concurrent_appends_from_processes_form_one_total_order(journal_url: str
     reader = PostgresJournalBackend(journal_url)
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", _APPENDER, journal_url, f"w{n}", str(count)], env=_env()
+            [sys.executable, "-c", _APPENDER, journal_url, f"w{n}", str(count)], env=tuner_env()
         )
         for n in range(writers)
     ]
@@ -233,7 +221,7 @@ def test_a_killed_workers_trial_is_failed_and_rerun(
         objective={"model": "helpers.objectives:slow", "metric": "loss", "direction": "minimize"},
         workers={"heartbeat_interval": 0.5, "heartbeat_grace": 2.0},
     )
-    env = {**_env(), WORKER_STORAGE_ENV: journal_url, "TUNER_TEST_STEP_SECONDS": "0.4"}
+    env = {**tuner_env(), WORKER_STORAGE_ENV: journal_url, "TUNER_TEST_STEP_SECONDS": "0.4"}
     victim = subprocess.Popen(
         tuner_cmd("worker", str(study_file)),
         env=env,
