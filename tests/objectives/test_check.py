@@ -158,6 +158,43 @@ BAD: list[tuple[str, dict[str, Any], dict[str, Any], str]] = [
         "single input feature to zero",
     ),
     (
+        "layernorm between on hidden_size 1",
+        {**LSTM, "hidden_size": 1, "norm": "layernorm"},
+        {},
+        "objective.hidden_size: layernorm at placement 'between' would normalise the single "
+        "output of a unidirectional LSTM with hidden_size=1 to zero; use hidden_size >= 2 or "
+        "bidirectional: true, or batchnorm",
+    ),
+    (
+        "layernorm at output, hidden_size range from 1",
+        {**LSTM, "norm": "layernorm", "norm_placement": "output"},
+        {"hidden_size": {"low": 1, "high": 64}},
+        "search_space.hidden_size: layernorm at placement 'output' would normalise the single "
+        "output of a unidirectional LSTM with hidden_size=1",
+    ),
+    (
+        "layernorm sampled, hidden_size 1, bidirectional sampled",
+        {**LSTM, "hidden_size": 1},
+        {
+            "bidirectional": {"choices": [True, False]},
+            "norm": {"choices": ["batchnorm", "layernorm"]},
+        },
+        "objective.hidden_size: layernorm at placement 'between' would normalise the single output",
+    ),
+    (
+        "cnn layernorm on one channel",
+        {**CNN, "channels": 1, "norm": "layernorm"},
+        {},
+        "objective.channels: layernorm normalises the channels at each position, and "
+        "channels=1 normalises to zero; use channels >= 2, or norm batchnorm or none",
+    ),
+    (
+        "cnn layernorm sampled, channels choices with 1",
+        {**CNN, "dataset": "gun_point"},
+        {"channels": {"choices": [1, 8]}, "norm": {"choices": ["none", "layernorm"]}},
+        "search_space.channels: layernorm normalises the channels at each position, and channels=1",
+    ),
+    (
         "2-D conv on sequences",
         {**CNN, "dataset": "gun_point", "conv_dims": 2},
         {},
@@ -200,6 +237,22 @@ GOOD: list[tuple[dict[str, Any], dict[str, Any]]] = [
         },
     ),
     ({**LSTM, "dataset": "JapaneseVowels", "norm": "layernorm", "norm_placement": "input"}, {}),
+    # a LayerNorm over 2 or more features learns: bidirectional doubles hidden_size 1 to 2,
+    # batchnorm over one feature is fine, and hidden_size 1 only where norm is not layernorm
+    ({**LSTM, "hidden_size": 1, "bidirectional": True, "norm": "layernorm"}, {}),
+    ({**LSTM, "hidden_size": 1, "norm": "batchnorm", "norm_placement": "output"}, {}),
+    (
+        {**LSTM, "norm": "layernorm"},
+        {"hidden_size": {"choices": [1, 8]}, "bidirectional": {"choices": [True]}},
+    ),
+    (
+        CNN,
+        {
+            "norm": {"choices": ["batchnorm", "layernorm"]},
+            "channels": {"choices": [1, 16], "when": {"norm": ["batchnorm"]}},
+        },
+    ),
+    ({**CNN, "channels": 2, "norm": "layernorm"}, {}),
     ({**CNN, "conv_dims": 1}, {}),  # digits read row by row
     ({**CNN, "dataset": "basic-motions"}, {"kernel_size": {"choices": [3, 5, 7]}}),
     ({**FORECAST, "dataset": "tecator"}, {}),  # series regression: one value per series

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tuner.objectives.data import DataKind, available, load_data, lookup, sktime_data_dir
+from tuner.errors import TunerError
+from tuner.objectives.data import (
+    DataError,
+    DataKind,
+    DatasetInfo,
+    available,
+    load_data,
+    lookup,
+    sktime_data_dir,
+)
 from tuner.objectives.data.forecasting import make_splits
+from tuner.objectives.data.ucr import load_ucr
 from tuner.objectives.train import evaluate
 
 PARAMS = {"val_fraction": 0.2, "test_fraction": 0.2, "look_back": 24, "horizon": 1}
@@ -77,6 +88,35 @@ def test_ucr_loads_with_standard_splits(
         assert (data.train.x[padded] == 0).all()
     # stratified: every class is in both the fitting and the validation part
     assert set(data.val.y.tolist()) == set(data.train.y.tolist()) == set(range(classes))
+
+
+def _write_ts(path: Path, rows: list[tuple[list[float], str]], labels: str) -> None:
+    header = (
+        "@problemName Tiny\n@timeStamps false\n@missing false\n@univariate true\n"
+        f"@equalLength true\n@seriesLength 4\n@classLabel true {labels}\n@data\n"
+    )
+    body = "".join(",".join(map(str, values)) + f":{label}\n" for values, label in rows)
+    path.write_text(header + body)
+
+
+def test_test_label_unseen_in_training_is_refused_when_loading(tmp_path: Path) -> None:
+    """A test label the training split lacks has no class index: loading says so, naming the
+    data set and the labels, instead of scoring the best trial against class -1 at the end."""
+    train = [([i, i + 1.0, i + 2.0, i + 3.0], "ab"[i % 2]) for i in range(10)]
+    _write_ts(tmp_path / "Tiny_TRAIN.ts", train, "a b c d")
+    test = [([1.0, 2.0, 3.0, 4.0], label) for label in ("a", "d", "b", "c")]
+    _write_ts(tmp_path / "Tiny_TEST.ts", test, "a b c d")
+    info = DatasetInfo("Tiny", DataKind.SEQUENCE, tmp_path / "Tiny", 1, 4)
+    with pytest.raises(DataError) as error:
+        load_ucr(info, val_fraction=0.2)
+    assert isinstance(error.value, TunerError)
+    assert str(error.value) == (
+        "data set Tiny: test labels 'c', 'd' never occur in the training split "
+        "(its classes: 'a', 'b')"
+    )
+    _write_ts(tmp_path / "Tiny_TEST.ts", test[::2], "a b c d")  # only a and b: loads
+    data = load_ucr(info, val_fraction=0.2)
+    assert data.classes == ["a", "b"] and data.test.y.tolist() == [0, 1]
 
 
 def test_validation_split_is_the_same_every_time() -> None:

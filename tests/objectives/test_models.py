@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tuner.objectives import CNNModel, LSTMModel
+from tuner.objectives.models.cnn import ConvBlock
 
 # norm x placement x pooling, each once plain and once bidirectional + residual on padded input
 LSTM_CASES = [
@@ -92,6 +95,31 @@ def test_cnn_forward_backward(
     assert out.shape == (4, 4)
     out.sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_cnn_even_kernels_pad_like_same_without_a_warning() -> None:
+    """A conv block (no norm, no pooling: conv -> ReLU) of any kernel size keeps each side's
+    length and computes what PyTorch's padding="same" does, an even kernel's extra zero at the
+    end included, without raising its padding warning."""
+    torch.manual_seed(0)
+    blocks = {
+        (dims, k): ConvBlock(dims, 2, 3, k, "none", "before_activation", None, False, 0.0)
+        for dims in (1, 2)
+        for k in range(1, 7)
+    }
+    inputs = {1: torch.randn(2, 2, 9), 2: torch.randn(2, 2, 7, 7)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns once per process: check before the reference
+        outputs = {key: block(inputs[key[0]]) for key, block in blocks.items()}
+        CNNModel(2, 9, 3, dims=1, kernel_size=4)(torch.randn(2, 9, 2))
+    conv = {1: F.conv1d, 2: F.conv2d}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for (dims, k), block in blocks.items():
+            x = inputs[dims]
+            same = F.relu(conv[dims](x, block.conv.weight, block.conv.bias, padding="same"))
+            assert outputs[dims, k].shape[2:] == x.shape[2:], (dims, k)
+            torch.testing.assert_close(outputs[dims, k], same)
 
 
 def test_lstm_ignores_padding() -> None:

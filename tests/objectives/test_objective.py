@@ -188,6 +188,21 @@ def test_nan_loss_fails_the_trial_and_the_study_goes_on() -> None:
         objective(optuna.trial.FixedTrial({"lr": 10.0}))
 
 
+def test_fixed_trial_retrains_a_chosen_configuration() -> None:
+    """A FixedTrial run (re-training chosen parameters, no study) returns the same value as
+    that configuration in a study; with no study there is no best to keep weights for."""
+    spec = build_spec({**LSTM_CLS, "epochs": 2}, {"lr": {"low": 1e-4, "high": 3e-2}})
+    fixed = optuna.trial.FixedTrial({"lr": 0.01})
+    value = builtin_objective(spec)(fixed)
+    assert 0.0 <= value <= 1.0
+    assert WEIGHTS_ATTR not in fixed.user_attrs
+    assert fixed.user_attrs["epochs_trained"] == 2
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({"lr": 0.01})
+    study.optimize(sampled(spec, builtin_objective(spec)), n_trials=1)
+    assert study.trials[0].value == value
+
+
 def test_same_seed_same_result() -> None:
     spec = build_spec({**LSTM_CLS, "epochs": 3}, LSTM_SPACE)
     first = run_study(spec, builtin_objective(spec), n_trials=2)

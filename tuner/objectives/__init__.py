@@ -26,6 +26,7 @@ _EXPORTS = {
     "SETTINGS": "_settings",
     "Setting": "_settings",
     "defaults": "_settings",
+    "DataError": "data",
     "available_datasets": "data",
     "CNNModel": "models",
     "LSTMModel": "models",
@@ -48,6 +49,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CURVE_ATTR",
     "CNNModel",
+    "DataError",
     "LSTMModel",
     "METRICS",
     "MODELS",

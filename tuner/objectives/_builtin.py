@@ -182,10 +182,19 @@ def _upload(trial: optuna.Trial, filename: str, payload: bytes) -> str | None:
 
 
 def _keep_weights_if_best(
-    trial: optuna.Trial, model: torch.nn.Module, params: dict[str, Any], value: float
+    trial: optuna.Trial | optuna.trial.FixedTrial,
+    model: torch.nn.Module,
+    params: dict[str, Any],
+    value: float,
 ) -> None:
     """Save ``weights.pt`` when this trial ties or beats every finished trial so far, so the
-    study's best trial always has weights to score on the test split."""
+    study's best trial always has weights to score on the test split.
+
+    A :class:`optuna.trial.FixedTrial` (re-training a chosen configuration outside a study)
+    has no study to be the best of, nor one to attach an artifact to: nothing is kept.
+    """
+    if isinstance(trial, optuna.trial.FixedTrial):
+        return
     try:
         best = trial.study.best_value
     except ValueError:  # no complete trial yet

@@ -21,7 +21,16 @@ from tuner.spec._space import sampling_order
 
 MODELS = ("lstm", "cnn")
 # settings whose combinations are checked over every way the search space can sample them
-_COMBINED = ("norm", "norm_placement", "conv_dims", "look_back", "horizon")
+_COMBINED = (
+    "norm",
+    "norm_placement",
+    "hidden_size",
+    "bidirectional",
+    "channels",
+    "conv_dims",
+    "look_back",
+    "horizon",
+)
 
 
 def resolve_metric(spec: StudySpec) -> str:
@@ -245,17 +254,7 @@ def _check_combination(
     model: str, info: DatasetInfo, combo: Assignment, base: dict[str, Any]
 ) -> None:
     value = {name: v for name, (v, _) in combo.items()}
-    if (
-        model == "lstm"
-        and value.get("norm") == "layernorm"
-        and value.get("norm_placement") == "input"
-        and info.channels == 1
-    ):
-        raise SpecError(
-            f"{_where(combo, 'norm_placement', 'norm')}: layernorm at placement 'input' would "
-            f"normalise {info.name}'s single input feature to zero; use batchnorm there, or "
-            "placement between or output"
-        )
+    _check_norm_width(model, info, combo, value)
     if model == "cnn" and value.get("conv_dims") == 2 and info.kind is not DataKind.IMAGE:
         raise SpecError(
             f"objective.conv_dims: 2-D convolution needs an image data set "
@@ -281,3 +280,42 @@ def _check_combination(
                 f"{info.length} steps, too few for look_back={look_back}, horizon={horizon} "
                 f"(needs at least {need})"
             )
+
+
+def _check_norm_width(
+    model: str, info: DatasetInfo, combo: Assignment, value: dict[str, Any]
+) -> None:
+    """Reject a LayerNorm over a single feature: the LayerNorm of one number is always 0, so
+    the layer's output is a constant and the model cannot learn through it.
+
+    The normalised width is the data set's input features (LSTM, placement ``input``), the
+    LSTM's output width ``hidden_size x (2 if bidirectional else 1)`` (``between``,
+    ``output``), or the CNN's ``channels`` (every block normalises its conv output).
+    ``value`` is ``combo`` without the fields the values came from.
+    """
+    if value.get("norm") != "layernorm":
+        return
+    if model == "cnn":
+        if int(value["channels"]) == 1:
+            raise SpecError(
+                f"{_where(combo, 'channels', 'norm')}: layernorm normalises the channels at "
+                "each position, and channels=1 normalises to zero; use channels >= 2, or "
+                "norm batchnorm or none"
+            )
+        return
+    placement = value["norm_placement"]
+    if placement == "input":
+        if info.channels == 1:
+            raise SpecError(
+                f"{_where(combo, 'norm_placement', 'norm')}: layernorm at placement 'input' "
+                f"would normalise {info.name}'s single input feature to zero; use batchnorm "
+                "there, or placement between or output"
+            )
+        return
+    if int(value["hidden_size"]) * (2 if value["bidirectional"] else 1) == 1:
+        raise SpecError(
+            f"{_where(combo, 'hidden_size', 'bidirectional', 'norm_placement', 'norm')}: "
+            f"layernorm at placement {placement!r} would normalise the single output of a "
+            "unidirectional LSTM with hidden_size=1 to zero; use hidden_size >= 2 or "
+            "bidirectional: true, or batchnorm"
+        )

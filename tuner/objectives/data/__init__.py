@@ -12,10 +12,11 @@ from tuner.objectives.data._registry import (
     registry,
     sktime_data_dir,
 )
-from tuner.objectives.data._types import DataKind, Part, Splits
+from tuner.objectives.data._types import DataError, DataKind, Part, Splits
 from tuner.spec import CsvData
 
 __all__ = [
+    "DataError",
     "DataKind",
     "DatasetInfo",
     "Part",

@@ -1,4 +1,5 @@
-"""The value types every data loader returns, so the models and the loop never see a format."""
+"""The value types every data loader returns, so the models and the loop never see a format,
+and the error a loader raises when a data set's files cannot be used as they are."""
 
 from __future__ import annotations
 
@@ -6,6 +7,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import torch
+
+from tuner.errors import TunerError
+
+
+class DataError(TunerError):
+    """A data set's files load but cannot be trained on as they are (the message names the
+    data set and what is wrong, e.g. test labels the training split never has)."""
 
 
 class DataKind(str, Enum):

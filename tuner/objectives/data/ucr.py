@@ -4,7 +4,8 @@ Series of unequal length (JapaneseVowels, PLAID) are zero-padded at the end to t
 series of the problem and keep their true lengths, which the models use to mask the padding
 (the LSTM packs, the CNN's global average ignores padded steps). Each channel is standardised
 with the mean and std of the training part (validation excluded). Regression problems
-(Covid3Month, Tecator) map each series to one standardised number.
+(Covid3Month, Tecator) map each series to one standardised number. A classification problem
+whose test split has a label its training split lacks is refused with :class:`DataError`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 
 from tuner.objectives.data._registry import DatasetInfo
 from tuner.objectives.data._split import stratified_split
-from tuner.objectives.data._types import DataKind, Part, Splits
+from tuner.objectives.data._types import DataError, DataKind, Part, Splits
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,11 @@ def read_ts(info: DatasetInfo, split: str) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 def load_ucr(info: DatasetInfo, val_fraction: float, split_seed: int = 0) -> Splits:
-    """Load a classification or regression ``.ts`` problem into train/val/test parts."""
+    """Load a classification or regression ``.ts`` problem into train/val/test parts.
+
+    Raises:
+        DataError: a classification problem's test split has a label its training split lacks.
+    """
     x_train, len_train, y_train_raw = read_ts(info, "train")
     x_test, len_test, y_test_raw = read_ts(info, "test")
     regression = info.kind is DataKind.SERIES_REGRESSION
@@ -52,10 +57,7 @@ def load_ucr(info: DatasetInfo, val_fraction: float, split_seed: int = 0) -> Spl
         y_test = y_test_raw.astype(np.float64)
         classes: list[str] = []
     else:
-        classes = sorted(set(y_train_raw.tolist()), key=_label_key)
-        index = {c: i for i, c in enumerate(classes)}
-        y_train = np.array([index[c] for c in y_train_raw], dtype=np.int64)
-        y_test = np.array([index.get(c, -1) for c in y_test_raw], dtype=np.int64)
+        classes, y_train, y_test = class_indices(info.name, y_train_raw, y_test_raw)
     fit_idx, val_idx = stratified_split(
         y_train if not regression else None, len(y_train), val_fraction, split_seed
     )
@@ -93,6 +95,29 @@ def load_ucr(info: DatasetInfo, val_fraction: float, split_seed: int = 0) -> Spl
         target_mean=y_mean,
         target_std=y_std,
     )
+
+
+def class_indices(
+    name: str, train_labels: np.ndarray, test_labels: np.ndarray
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The classes of ``name`` (the training split's labels, sorted by :func:`_label_key`) and
+    both splits' labels as class indices ``(N,)`` int64.
+
+    Raises:
+        DataError: a test label never occurs in the training split; the model could not
+            predict it, and scoring the test split would fail only at the study's end.
+    """
+    classes = sorted(set(train_labels.tolist()), key=_label_key)
+    unseen = sorted(set(test_labels.tolist()) - set(classes), key=_label_key)
+    if unseen:
+        raise DataError(
+            f"data set {name}: test labels {', '.join(map(repr, unseen))} never occur in the "
+            f"training split (its classes: {', '.join(map(repr, classes))})"
+        )
+    index = {c: i for i, c in enumerate(classes)}
+    y_train = np.array([index[c] for c in train_labels], dtype=np.int64)
+    y_test = np.array([index[c] for c in test_labels], dtype=np.int64)
+    return classes, y_train, y_test
 
 
 def _channel_stats(x: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

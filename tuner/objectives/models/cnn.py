@@ -1,9 +1,10 @@
 """The built-in CNN: 1-D over sequences ``(B, T, C)`` or 2-D over images ``(B, 1, H, W)``.
 
 ``num_layers`` conv blocks of ``channels`` filters each. A block is
-conv (``kernel_size``, "same" padding) -> norm and activation in the order ``norm_placement``
-says -> optional residual shortcut (1x1 conv where the width changes) -> downsampling by 2
-(``pooling: max | avg``; skipped once a side is shorter than 2) -> dropout.
+conv (``kernel_size``, "same" padding: an even kernel pads one more zero at the end) -> norm
+and activation in the order ``norm_placement`` says -> optional residual shortcut (1x1 conv
+where the width changes) -> downsampling by 2 (``pooling: max | avg``; skipped once a side is
+shorter than 2) -> dropout.
 After the blocks, a global average over the remaining positions (padded steps of
 unequal-length series excluded) feeds a linear head.
 """
@@ -33,7 +34,14 @@ class ConvBlock(nn.Module):
     ) -> None:
         super().__init__()
         Conv = nn.Conv1d if dims == 1 else nn.Conv2d
-        self.conv = Conv(in_channels, out_channels, kernel_size, padding="same")
+        # "same" padding spelled out, as PyTorch's padding="same" pads but without its warning
+        # for even kernels: (k - 1) // 2 zeros on both sides in the conv, and for an even
+        # kernel one more at the end of each spatial axis (right; bottom for images)
+        self.pad: nn.Module = nn.Identity()
+        if kernel_size % 2 == 0:
+            Pad = nn.ConstantPad1d if dims == 1 else nn.ConstantPad2d
+            self.pad = Pad((0, 1) * dims, 0.0)
+        self.conv = Conv(in_channels, out_channels, kernel_size, padding=(kernel_size - 1) // 2)
         self.norm = ChannelNorm(norm, out_channels, dims) if norm != "none" else nn.Identity()
         self.norm_first = norm_placement == "before_activation"
         self.act = nn.ReLU()
@@ -47,7 +55,7 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (B, C_in, L) or (B, C_in, H, W)
-        h = self.conv(x)  # (B, C_out, L) / (B, C_out, H, W)
+        h = self.conv(self.pad(x))  # (B, C_out, L) / (B, C_out, H, W)
         h = self.act(self.norm(h)) if self.norm_first else self.norm(self.act(h))
         if self.shortcut is not None:
             h = h + self.shortcut(x)
