@@ -4,7 +4,6 @@ DataLoader, best-epoch weights, seeding, and the GPU-only switches being inert o
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,14 +14,7 @@ from tuner.objectives import LSTMModel, NonFiniteLoss, TrainConfig, fit
 from tuner.objectives.data import DataKind, Part, Splits
 from tuner.objectives.train import _optimizer, evaluate
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Bit-identical CPU results whatever the machine's core count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _splits(n: int = 48, padded: bool = True) -> Splits:
