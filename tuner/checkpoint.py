@@ -16,12 +16,16 @@ re-run from the original's last epoch instead of from scratch::
             tuner.save_checkpoint(trial, epoch + 1, {"model": model.state_dict()})
 
 Checkpoints live in the study's artifact store (a table in PostgreSQL, files for the embedded
-default), so a re-run on another host finds them. Outside a tuner worker both calls do nothing.
+default), so a re-run on another host finds them. A re-run of a re-run that died before saving
+anything still finds the original's checkpoint: :func:`load_checkpoint` follows the chain of
+``tuner:retry_of`` back to the latest attempt that saved one. Outside a tuner worker both calls
+do nothing.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from typing import Any
 
 import optuna
@@ -62,11 +66,7 @@ def load_checkpoint(trial: optuna.Trial) -> tuple[int, dict[str, Any]] | None:
         return None
     import torch
 
-    candidates = [trial.number]
-    retry_of = trial.user_attrs.get(RETRY_OF_ATTR)
-    if retry_of is not None:
-        candidates.append(int(retry_of))
-    for number in candidates:
+    for number in _attempts(trial):
         try:
             with context.artifact_store.open_reader(_key(trial.study.study_name, number)) as f:
                 saved = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=False)
@@ -74,3 +74,24 @@ def load_checkpoint(trial: optuna.Trial) -> tuple[int, dict[str, Any]] | None:
             continue
         return int(saved["step"]), saved["state"]
     return None
+
+
+def _attempts(trial: optuna.Trial) -> Iterator[int]:
+    """This trial's number, then those of the attempts it re-runs, latest first.
+
+    A re-run names only the attempt before it (``tuner:retry_of``); an attempt killed before
+    its first checkpoint saved nothing, so the chain is followed back further, read lazily
+    (one storage read per step back) and at most ``max_retries``-long in practice.
+    """
+    yield trial.number
+    retry_of = trial.user_attrs.get(RETRY_OF_ATTR)
+    seen = {trial.number}
+    study_id: int | None = None
+    while retry_of is not None and int(retry_of) not in seen:
+        number = int(retry_of)
+        seen.add(number)
+        yield number
+        if study_id is None:
+            study_id = trial.storage.get_study_id_from_name(trial.study.study_name)
+        trial_id = trial.storage.get_trial_id_from_study_id_trial_number(study_id, number)
+        retry_of = trial.storage.get_trial_user_attrs(trial_id).get(RETRY_OF_ATTR)

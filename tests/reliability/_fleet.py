@@ -143,11 +143,34 @@ def describe(all_trials: list[FrozenTrial]) -> str:
     )
 
 
+def worker_pids(all_trials: list[FrozenTrial]) -> set[int]:
+    """The process ids of the workers that took these trials (``tuner:worker`` is host:pid)."""
+    return {
+        int(str(t.user_attrs[WORKER]).rsplit(":", 1)[1])
+        for t in all_trials
+        if WORKER in t.user_attrs
+    }
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def log_problems(folder: Path) -> list[str]:
     """Lines of the logs in ``folder`` that report an error or a traceback."""
     bad = []
     for log in sorted(folder.glob("*.log")):
         for line in log.read_text(errors="replace").splitlines():
-            if "Traceback" in line or " ERROR " in line or line.startswith("Error"):
+            if (
+                "Traceback" in line
+                or " ERROR " in line
+                or " CRITICAL " in line
+                or line.startswith("Error")
+            ):
                 bad.append(f"{log.name}: {line}")
     return bad

@@ -41,12 +41,24 @@ def untouched_db(pg_server: Any) -> Iterator[OwnPostgres]:
 
 
 def _assert_refused(code: int, stdout: str, stderr: str, path: Path, fragment: str) -> None:
+    """Exit 2, no traceback, one line ``Error: FILE: ...`` whose message has ``fragment``.
+
+    The fragment is looked for after the file's name, which would otherwise match fragments
+    such as ``name`` or ``search_space`` for a file called ``wrong_type_search_space.yaml``.
+    """
     assert code == 2, f"exit {code}\n{stdout}\n{stderr}"
     assert "Traceback" not in stdout + stderr
     lines = stderr.rstrip("\n").split("\n")
     assert len(lines) == 1, f"not one line:\n{stderr}"
-    assert lines[0].startswith(f"Error: {path}: "), lines[0]
-    assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+    prefix = f"Error: {path}: "
+    assert lines[0].startswith(prefix), lines[0]
+    message = lines[0].removeprefix(prefix)
+    assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def _assert_embedded_untouched(home: Path) -> None:
+    """Nothing under ``$TUNER_HOME``, where the embedded default keeps its journal."""
+    assert not home.exists() or not any(home.rglob("*")), list(home.rglob("*"))
 
 
 def test_corpus_is_large_and_varied() -> None:
@@ -64,24 +76,29 @@ def test_bad_study_file_is_refused(path: Path, untouched_db: OwnPostgres, tmp_pa
 
     result = CliRunner().invoke(app, ["launch", str(path)])  # the embedded default
     _assert_refused(result.exit_code, result.stdout, result.stderr, path, _expected(path))
-    home = tmp_path / "home"  # $TUNER_HOME, where its journal would be
-    assert not home.exists() or not any(home.rglob("*")), list(home.rglob("*"))
+    _assert_embedded_untouched(tmp_path / "home")  # $TUNER_HOME, set for every test
 
 
 def test_missing_directory_and_oversized_files_are_refused(
     untouched_db: OwnPostgres, tmp_path: Path
 ) -> None:
-    big = tmp_path / "big.yaml"
+    """On PostgreSQL and on the embedded default, and by ``tuner worker`` as by ``launch``."""
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    big = studies / "big.yaml"
     big.write_text("name: big\n# " + "x" * 1_100_000 + "\n")
     cases = {
-        tmp_path / "no-such-study.yaml": "no such file",
-        tmp_path: "is a directory, not a study file",
+        studies / "no-such-study.yaml": "no such file",
+        studies: "is a directory, not a study file",
         big: "larger than 1000000 bytes",
     }
     for path, fragment in cases.items():
-        result = CliRunner().invoke(app, ["launch", str(path), "--storage", untouched_db.url()])
-        _assert_refused(result.exit_code, result.stdout, result.stderr, path, fragment)
+        for command in ("launch", "worker"):
+            for storage in (["--storage", untouched_db.url()], []):
+                result = CliRunner().invoke(app, [command, str(path), *storage])
+                _assert_refused(result.exit_code, result.stdout, result.stderr, path, fragment)
     assert untouched_db.tables() == []
+    _assert_embedded_untouched(tmp_path / "home")
 
 
 @pytest.mark.parametrize(
@@ -103,6 +120,5 @@ def test_bad_study_file_as_a_real_process(
     result = run_tuner("launch", str(path), *more, cwd=tmp_path, timeout=60)
     _assert_refused(result.returncode, result.stdout, result.stderr, path, _expected(path))
     assert untouched_db.tables() == []
-    home = tmp_path / "home"  # $TUNER_HOME, where the embedded journal would be
-    assert not home.exists() or not any(home.rglob("*")), list(home.rglob("*"))
+    _assert_embedded_untouched(tmp_path / "home")  # $TUNER_HOME, where the journal would be
     assert not (tmp_path / "storage").exists()

@@ -82,4 +82,5 @@ def test_misconfigured_study_halts_early_with_a_clear_message(
         trials_spent=len(final),
         budget=50,
         seconds_to_halt=round(elapsed, 1),
+        message=lines[0],
     )

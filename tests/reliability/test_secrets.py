@@ -8,6 +8,7 @@ error messages (unreachable or unknown database, unsupported URL), ``tuner statu
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import time
@@ -21,12 +22,21 @@ from helpers.study import run_tuner, tuner_cmd, write_study
 from typer.testing import CliRunner
 
 from tuner.cli import app
+from tuner.storage import redact
 
 from ._fleet import env_for, wait_for
 from .conftest import PG_BIN
 
 USER = "tuner_secret_user"
 PASSWORD = "S3cretPw"
+# ``tuner launch`` as in a terminal: its live progress line is drawn, not only the last frame.
+TERMINAL = {"TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1", "COLUMNS": "200"}
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _plain(text: str) -> str:
+    """``text`` without terminal escape codes, which could split a password in two."""
+    return _ANSI.sub("", text)
 
 
 @pytest.fixture
@@ -60,10 +70,20 @@ def test_password_never_shows(
     study_file = write_study(tmp_path, study_name, budget={"n_trials": 4})
     seen: dict[str, str] = {}
 
-    launched = run_tuner("launch", str(study_file), "--storage", secret_url, "--workers", "1")
+    launched = run_tuner(
+        "launch",
+        str(study_file),
+        "--storage",
+        secret_url,
+        "--workers",
+        "1",
+        env=env_for(**TERMINAL),
+    )
     assert launched.returncode == 0, launched.stdout + launched.stderr
-    assert f"{USER}:***@" in launched.stdout  # the URL is shown, redacted
-    seen["launch output"] = launched.stdout + launched.stderr
+    shown = _plain(launched.stdout)
+    assert f"{USER}:***@" in shown  # the URL is shown, redacted
+    assert "complete 4 pruned 0 failed 0" in shown  # the progress line is in what was checked
+    seen["launch output and progress"] = shown + launched.stderr
     for log in (tmp_path / "home" / "logs" / study_name).glob("*.log"):
         seen[f"log {log.name}"] = log.read_text()
 
@@ -84,6 +104,11 @@ def test_password_never_shows(
     studies = runner.invoke(app, ["studies", "--storage", secret_url])
     assert studies.exit_code == 0 and study_name in studies.stdout
     seen["studies"] = studies.stdout
+    # The password as a query parameter, which SQLAlchemy hands to the driver as well.
+    query_url = f"{own_pg.url(USER)}?password={PASSWORD}"
+    studies = runner.invoke(app, ["studies", "--storage", query_url])
+    assert studies.exit_code == 0 and "password=***" in studies.stdout, studies.output
+    seen["studies, password in the query"] = studies.stdout
 
     # Errors: nothing listening, a database that does not exist, a scheme tuner does not take.
     unreachable = secret_url.replace(f":{own_pg.port}/", f":{_free_port()}/")
@@ -93,11 +118,17 @@ def test_password_never_shows(
         assert result.exit_code == 2, result.output
         assert result.stderr.startswith("Error: storage ") and "***" in result.stderr
         seen[f"error {label}"] = result.stdout + result.stderr
-    result = runner.invoke(
-        app, ["launch", str(study_file), "--storage", f"mysql://{USER}:{PASSWORD}@db/x"]
-    )
-    assert result.exit_code == 2 and "unsupported URL" in result.stderr
-    seen["error unsupported"] = result.stderr
+    unreachable_query = f"{unreachable.replace(f':{PASSWORD}@', '@')}?password={PASSWORD}"
+    result = runner.invoke(app, ["launch", str(study_file), "--storage", unreachable_query])
+    assert result.exit_code == 2 and "password=***" in result.stderr, result.output
+    seen["error unreachable, password in the query"] = result.stdout + result.stderr
+    for label, url in (
+        ("unsupported", f"mysql://{USER}:{PASSWORD}@db/x"),
+        ("libpq keywords", f"host={own_pg.host} user={USER} password={PASSWORD}"),
+    ):
+        result = runner.invoke(app, ["launch", str(study_file), "--storage", url])
+        assert result.exit_code == 2 and "unsupported URL" in result.stderr, result.output
+        seen[f"error {label}"] = result.stderr
 
     # Everything stored: trial and study attributes, worker records, artifacts' metadata.
     dump = subprocess.run(
@@ -154,3 +185,23 @@ def _try_get(url: str) -> str | None:
         return _get(url)
     except OSError:
         return None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"postgresql+psycopg2://u:{PASSWORD}@h:5432/db",
+        f"postgresql+psycopg2://u:p@ss/{PASSWORD}:x@h/db",  # '@', '/' and ':' inside it
+        f"postgresql+journal://u:{PASSWORD}%40x@h/db?sslmode=require",
+        f"postgresql+psycopg2://u@h/db?sslmode=require&password={PASSWORD}",
+        f"postgresql+psycopg2://u@h/db?PASSWORD={PASSWORD}&application_name=w",
+        f"host=h user=u password={PASSWORD} dbname=db",
+        f"host=h password = '{PASSWORD} x' dbname=db",
+        f"sslpassword={PASSWORD}",
+        f"storage 'postgresql://a:{PASSWORD}@h/x' and 'postgresql://b:{PASSWORD}2@h/y'",
+    ],
+)
+def test_redact_hides_every_form_of_password(text: str) -> None:
+    """Whatever form the password takes in a storage setting, what tuner shows lacks it."""
+    shown = redact(text)
+    assert PASSWORD not in shown and "***" in shown, shown

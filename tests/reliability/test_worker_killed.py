@@ -16,6 +16,13 @@ from typing import Any
 from helpers.study import write_study
 from optuna.trial import FrozenTrial, TrialState
 
+import tuner
+from tuner import _context
+from tuner.fleet import WorkerRecord, WorkerState, open_study, reap_stale_trials
+from tuner.fleet._records import save_record
+from tuner.spec import load_spec
+from tuner.storage import open_artifact_store, open_storage
+
 from ._fleet import (
     FAIL_REASON,
     RETRY_OF,
@@ -30,6 +37,9 @@ from ._fleet import (
 GRACE = 3.0
 INTERVAL = 0.5
 STEP_SECONDS = "0.3"
+# The victim's steps: slow enough that a poll on a loaded machine sees its trial RUNNING with
+# two checkpoints before it ends, which the kill needs.
+VICTIM_STEP_SECONDS = "0.6"
 
 
 def _study(tmp_path: Path, name: str, **budget: Any) -> Path:
@@ -104,7 +114,7 @@ def test_killed_worker_trial_fails_and_reruns_from_checkpoint(
     try:
         wait_for(lambda: _running(study_name, url), 60, "the busy worker's trial")
         victim_worker = start_worker(
-            study_file, url, tmp_path / "victim.log", TUNER_TEST_STEP_SECONDS="0.3"
+            study_file, url, tmp_path / "victim.log", TUNER_TEST_STEP_SECONDS=VICTIM_STEP_SECONDS
         )
         workers.append(victim_worker)
         victim = wait_for(
@@ -120,7 +130,7 @@ def test_killed_worker_trial_fails_and_reruns_from_checkpoint(
         detected = time.monotonic() - killed_at
         busy_still_running = busy.popen.poll() is None and _running(study_name, url)
         finisher = start_worker(
-            study_file, url, tmp_path / "finisher.log", TUNER_TEST_STEP_SECONDS="0.3"
+            study_file, url, tmp_path / "finisher.log", TUNER_TEST_STEP_SECONDS=STEP_SECONDS
         )
         workers.append(finisher)
         wait_for(
@@ -161,16 +171,30 @@ def test_killed_worker_trial_fails_and_reruns_from_checkpoint(
     )
 
 
+def _running_rerun(name: str, url: str, number: int) -> FrozenTrial | None:
+    """The re-run of trial ``number`` while a worker runs it."""
+    return next(
+        (
+            t
+            for t in trials(name, url)
+            if t.state is TrialState.RUNNING and t.user_attrs.get(RETRY_OF) == number
+        ),
+        None,
+    )
+
+
 def test_retries_stop_at_max_retries(
     tmp_path: Path, own_pg: Any, study_name: str, record: Any
 ) -> None:
-    """The original and its one allowed re-run are both killed: the trial fails for good."""
+    """The original and its one allowed re-run are both killed: the trial fails for good.
+
+    Steps of 1 s: the re-run resumes after the original's checkpoint, so it runs only the steps
+    left, and must stay RUNNING long enough for a poll of a loaded machine to see it.
+    """
     url = own_pg.url()
     study_file = _study(tmp_path, study_name, n_trials=3, max_retries=1)
     workers = [
-        start_worker(
-            study_file, url, tmp_path / f"worker-{i}.log", TUNER_TEST_STEP_SECONDS=STEP_SECONDS
-        )
+        start_worker(study_file, url, tmp_path / f"worker-{i}.log", TUNER_TEST_STEP_SECONDS="1.0")
         for i in range(3)
     ]
     try:
@@ -179,9 +203,7 @@ def test_retries_stop_at_max_retries(
         )
         _kill_owner(first)
         rerun = wait_for(
-            lambda: _running_with_checkpoint(study_name, url, **{RETRY_OF: first.number}),
-            60,
-            "the re-run to be running",
+            lambda: _running_rerun(study_name, url, first.number), 60, "the re-run to be running"
         )
         killed_at = _kill_owner(rerun)
         wait_for(lambda: _failed(study_name, url, rerun.number), 30, "the re-run to fail")
@@ -257,6 +279,7 @@ def test_builtin_objective_rerun_resumes_from_its_epoch_checkpoint(
     assert_exact_budget(final, 1)
     rerun = next(t for t in final if t.user_attrs.get(RETRY_OF) == victim.number)
     assert rerun.state is TrialState.COMPLETE, describe(final)
+    assert 1 <= saved_epoch < epochs, saved_epoch
     assert f"trial {rerun.number} resumes after epoch {saved_epoch}" in survivor.output()
     assert sorted(rerun.intermediate_values) == list(range(1, epochs + 1))
     for epoch, value in victim.intermediate_values.items():  # the curve before the kill stands
@@ -269,3 +292,35 @@ def test_builtin_objective_rerun_resumes_from_its_epoch_checkpoint(
         epochs=epochs,
         seconds_kill_to_study_end=round(recovered, 1),
     )
+
+
+def test_rerun_of_a_rerun_that_saved_nothing_resumes_from_the_original(
+    tmp_path: Path, own_pg: Any, study_name: str
+) -> None:
+    """Attempt 1 dies before its first checkpoint: attempt 2 still resumes from the original's.
+
+    The reaper's own path makes the re-runs (``tuner:retry_of`` names only the attempt before),
+    so ``tuner.load_checkpoint`` has to follow the chain back.
+    """
+    url = own_pg.url()
+    spec = load_spec(_study(tmp_path, study_name, n_trials=1, max_retries=2))
+    study = open_study(spec, open_storage(url, reconnect_seconds=10))
+    context = _context.TrialContext(spec, open_artifact_store(url), "host:1")
+    now = time.time()
+    dead = WorkerRecord("host:1", "host", 1, None, WorkerState.RUNNING, now - 60, now - 120)
+    save_record(study, dead)
+
+    original = study.ask()
+    original.set_user_attr(WORKER, dead.id)
+    with _context.running(context):
+        tuner.save_checkpoint(original, 3, {"value": 1.5})
+    assert reap_stale_trials(study, spec, now=time.time()) == [original.number]
+    first_rerun = study.ask()  # taken by a worker that dies before saving anything
+    first_rerun.set_user_attr(WORKER, dead.id)
+    assert reap_stale_trials(study, spec, now=time.time()) == [first_rerun.number]
+    second_rerun = study.ask()
+
+    assert second_rerun.user_attrs[RETRY_OF] == first_rerun.number
+    assert second_rerun.user_attrs["tuner:attempt"] == 2
+    with _context.running(context):
+        assert tuner.load_checkpoint(second_rerun) == (3, {"value": 1.5})

@@ -92,11 +92,19 @@ def journal_path(url: str) -> Path:
 
 
 _PASSWORD_IN_URL = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)(?P<pw>\S*)@", re.I)
+# ``?password=...`` in a URL's query (SQLAlchemy hands it to the driver, libpq accepts it) and
+# ``password=...`` in a libpq keyword string, quoted or not.
+_PASSWORD_PARAMETER = re.compile(
+    r"(?P<head>(?<!\w)(?:ssl)?password\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|[^&\s'\")]*)", re.I
+)
 
 
 def redact(text: str) -> str:
     """``text`` with the password of every URL in it replaced by ``***``.
 
+    Covers the ``user:password@`` part of a URL and a ``password=`` parameter, in a URL's query
+    or in a libpq keyword string, so that a password given either way is never shown.
     Used on everything tuner shows: URLs, error messages, progress output and logs.
     """
-    return _PASSWORD_IN_URL.sub(lambda m: f"{m['head']}***@", text)
+    text = _PASSWORD_IN_URL.sub(lambda m: f"{m['head']}***@", text)
+    return _PASSWORD_PARAMETER.sub(lambda m: f"{m['head']}***", text)
