@@ -152,12 +152,6 @@ def test_workers_stop_within_limit(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tuner/fleet/_worker.py _StopSignal._start_timer raises the signal in the timer "
-    "thread (signal.raise_signal), so a main thread blocked in one long call is not "
-    "interrupted until the call returns; signal.pthread_kill to the main thread would be",
-)
 def test_worker_blocked_in_one_long_step_stops_within_limit(
     tmp_path: Path, own_pg: Any, study_name: str, record: Any
 ) -> None:

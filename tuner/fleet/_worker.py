@@ -88,7 +88,10 @@ class _StopSignal:
 
     def _start_timer(self, signum: int) -> None:
         _log.warning("stop requested; the running trial has %gs to finish", self._grace)
-        self._timer = threading.Timer(self._grace, signal.raise_signal, (signum,))
+        # Sent to the main thread itself: a signal raised in the timer's thread would wait for
+        # the main thread's current call (a sleep, a blocking read) to return by itself.
+        main = threading.main_thread().ident
+        self._timer = threading.Timer(self._grace, signal.pthread_kill, (main, signum))
         self._timer.daemon = True
         self._timer.start()
 
