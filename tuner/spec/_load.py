@@ -7,7 +7,6 @@ message starts with the file name and the field path.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +21,43 @@ MAX_FILE_BYTES = 1_000_000
 MAX_NODES = 100_000
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that refuses duplicate mapping keys."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if not isinstance(key, Hashable):
-                break  # the base class reports it ("found unhashable key")
-            if key in seen:
-                line = key_node.start_mark.line + 1
-                raise SpecError(f"line {line}: duplicate key {key!r}")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+class _StudyLoader(yaml.SafeLoader):
+    """YAML's safe loader without implicit dates: a study file has no date fields, and an
+    unquoted ``2026-13-45`` should reach validation as text that names its field, not fail
+    inside the YAML library as an impossible date."""
 
 
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _UniqueKeyLoader.construct_mapping
-)
+_StudyLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _refuse_duplicate_keys(node: yaml.Node, path: tuple[str, ...] = ()) -> None:
+    """Raise :class:`SpecError` at the first mapping that repeats a key, naming its path.
+
+    YAML itself lets the last one win, which would silently drop half of a search space.
+    Each node is visited once, so aliases cannot make this walk explode.
+    """
+    seen_nodes: set[int] = set()
+    stack = [(node, path)]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            keys: set[str] = set()
+            for key_node, value_node in node.value:
+                key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+                if key in keys:
+                    field = ".".join((*path, key))
+                    line = key_node.start_mark.line + 1
+                    raise SpecError(f"{field}: duplicate key (line {line}); give each key once")
+                keys.add(key)
+                stack.append((value_node, (*path, key)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*path, str(i))) for i, item in enumerate(node.value))
 
 
 def _count_nodes(data: Any, limit: int) -> int:
@@ -63,7 +80,10 @@ def _count_nodes(data: Any, limit: int) -> int:
 def parse_spec(text: str, source: str = "<study>") -> StudySpec:
     """Validate the YAML text of a study file. Raises :class:`SpecError` naming ``source``."""
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        root = yaml.compose(text, Loader=_StudyLoader)  # noqa: S506 - a SafeLoader subclass
+        if root is not None:
+            _refuse_duplicate_keys(root)
+        data = yaml.load(text, Loader=_StudyLoader)  # noqa: S506 - a SafeLoader subclass
     except SpecError as exc:
         raise SpecError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
