@@ -18,8 +18,8 @@ re-run from the original's last epoch instead of from scratch::
 Checkpoints live in the study's artifact store (a table in PostgreSQL, files for the embedded
 default), so a re-run on another host finds them. A re-run of a re-run that died before saving
 anything still finds the original's checkpoint: :func:`load_checkpoint` follows the chain of
-``tuner:retry_of`` back to the latest attempt that saved one. Outside a tuner worker both calls
-do nothing.
+``tuner:retry_of`` back to the latest attempt that saved one. Outside a tuner worker, and for an
+``optuna.trial.FixedTrial`` (which belongs to no study), both calls do nothing.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def save_checkpoint(trial: optuna.Trial, step: int, state: dict[str, Any]) -> No
     Each call replaces the previous checkpoint of this trial.
     """
     context = _context.current()
-    if context is None:
+    if context is None or isinstance(trial, optuna.trial.FixedTrial):
         return
     import torch  # imported here so that the CLI starts without loading torch
 
@@ -62,7 +62,7 @@ def load_checkpoint(trial: optuna.Trial) -> tuple[int, dict[str, Any]] | None:
     ``map_location="cpu"`` keeps the load independent of which GPU the original ran on.
     """
     context = _context.current()
-    if context is None:
+    if context is None or isinstance(trial, optuna.trial.FixedTrial):
         return None
     import torch
 

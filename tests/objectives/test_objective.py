@@ -197,6 +197,17 @@ def test_fixed_trial_retrains_a_chosen_configuration() -> None:
     assert study.trials[0].value == value
 
 
+def test_fixed_trial_retrains_inside_a_worker_without_checkpoints(tmp_path: Path) -> None:
+    """Inside a worker's trial context a FixedTrial has no study to key checkpoints by, so
+    it trains from scratch and saves none, rather than failing."""
+    spec = build_spec({**LSTM_CLS, "epochs": 2}, {"lr": {"low": 1e-4, "high": 3e-2}})
+    ctx = _context.TrialContext(spec, FileSystemArtifactStore(str(tmp_path)), "w")
+    with _context.running(ctx):
+        value = builtin_objective(spec)(optuna.trial.FixedTrial({"lr": 0.01}))
+    assert 0.0 <= value <= 1.0
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_same_seed_same_result() -> None:
     spec = build_spec({**LSTM_CLS, "epochs": 3}, LSTM_SPACE)
     first = run_study(spec, builtin_objective(spec), n_trials=2)
