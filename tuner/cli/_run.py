@@ -145,7 +145,8 @@ def _follow(
 def worker(study_file: StudyFile, storage: StorageOption = None) -> None:
     """Run one worker that joins the study and pulls trials until the budget is spent.
 
-    Start as many as you like, on any host that reaches the storage.
+    Start as many as you like, on any host that reaches the storage. A database that is not
+    up yet (a fleet starting together with it) is waited for up to 60 s before giving up.
 
     Example: TUNER_STORAGE=postgresql+psycopg2://tuner@localhost:5432/tuner tuner worker
     search_spaces/quick.yaml
@@ -166,9 +167,10 @@ def worker(study_file: StudyFile, storage: StorageOption = None) -> None:
             gpu=os.environ.get(WORKER_GPU_ENV),
             on_study_done=study_done_hook(spec),
         )
+    outcomes = ", ".join(f"{n} {state.lower()}" for state, n in sorted(report.outcomes.items()))
     typer.echo(
-        f"worker {report.worker_id} ran {report.trials_run} trial(s) "
-        f"{report.outcomes or ''}; stopped: {report.stop_reason}",
+        f"worker {report.worker_id} ran {report.trials_run} trial(s)"
+        f"{f' ({outcomes})' if outcomes else ''}; stopped: {report.stop_reason}",
         err=True,
     )
 
