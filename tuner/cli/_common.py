@@ -16,7 +16,7 @@ from typer.core import TyperGroup
 from tuner.errors import FleetError, StorageError, TunerError
 from tuner.fleet import find_study
 from tuner.spec import StudySpec, load_spec
-from tuner.storage import ENV_VAR, open_storage, redact, resolve_url
+from tuner.storage import ENV_VAR, NothingStored, open_storage, redact, resolve_url
 
 try:  # typer 0.2x carries its own copy of click
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
@@ -109,10 +109,18 @@ def storage_in_force(
 
 
 def load_existing_study(study_file: Path, cli_url: str | None) -> tuple[StudySpec, optuna.Study]:
-    """Read the study file and load the study it names (it must exist) from its storage."""
+    """Read the study file and load the study it names (it must exist) from its storage.
+
+    The storage is opened read-only: a command that only reads creates nothing there, and an
+    empty storage is one error that names the study looked for and the storage.
+    """
     spec = read_spec(study_file)
     with storage_in_force(study_file, spec, cli_url) as url:
-        return spec, find_study(spec.name, open_storage(url))
+        try:
+            storage = open_storage(url, read_only=True)
+        except NothingStored as exc:
+            raise StorageError(f"no study {spec.name!r}: {exc}") from None
+        return spec, find_study(spec.name, storage)
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -83,7 +83,8 @@ def best(
         from tuner.storage import open_artifact_store
 
         with storage_in_force(study_file, spec, storage) as url:
-            written = export_best_weights(study, open_artifact_store(url), weights)
+            store = open_artifact_store(url, read_only=True)
+            written = export_best_weights(study, store, weights)
         typer.echo(f"weights written to {written}", err=True)
     if format is BestFormat.json:
         typer.echo(json.dumps({"study": study.study_name, **(best_data(study) or {})}, indent=2))
@@ -116,7 +117,7 @@ def studies(storage: StorageOption = None) -> None:
     Example: tuner studies --storage postgresql+psycopg2://tuner@localhost:5432/tuner
     """
     with storage_in_force(None, None, storage) as url:
-        opened = open_storage(url)
+        opened = open_storage(url, read_only=True)
         summaries = sorted(opened.get_all_studies(), key=lambda s: s.study_name)
         rows = [
             (

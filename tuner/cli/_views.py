@@ -29,26 +29,38 @@ def dashboard(
     allow_writes: Annotated[
         bool, typer.Option("--allow-writes", help="Let the browser delete studies and edit trials.")
     ] = False,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            "--publish/--no-publish",
+            help="Keep tuner's pruning and fleet figures up to date in the storage (the "
+            "dashboard's only writes; stopped with a warning if the storage refuses them).",
+        ),
+    ] = True,
 ) -> None:
     """Serve the browser dashboard (read-only unless --allow-writes).
 
     Binding to an address other than loopback needs a token in $TUNER_DASHBOARD_TOKEN.
+    Without --allow-writes nothing is created in the storage: an empty one is an error.
 
     Example: tuner dashboard search_spaces/quick.yaml --port 8080
     """
-    from tuner.dashboard import TOKEN_ENV, serve
+    from tuner.dashboard import TOKEN_ENV, check_bind, serve
 
     setup_logging(verbose=True)
     spec = read_spec(study_file) if study_file is not None else None
+    token = os.environ.get(TOKEN_ENV) or None
+    check_bind(host, token)  # an unsafe bind is refused whatever the storage holds
     try:
         with storage_in_force(study_file, spec, storage) as url:
             serve(
-                open_storage(url, pool_size=4),
-                open_artifact_store(url),
+                open_storage(url, pool_size=4, read_only=not allow_writes),
+                open_artifact_store(url, read_only=not allow_writes),
                 host=host,
                 port=port,
                 allow_writes=allow_writes,
-                token=os.environ.get(TOKEN_ENV) or None,
+                token=token,
+                refresh_seconds=5.0 if publish else None,
             )
     except KeyboardInterrupt:
         typer.echo("dashboard stopped", err=True)

@@ -15,11 +15,14 @@ storage, does not save an unchanged figure again. With a journal storage every s
 to the journal file, so there a changed figure is re-saved at most once a minute.
 
 These writes go to the storage directly, not through the dashboard's HTTP API, so they happen
-in read-only mode too.
+in read-only mode too. A storage that refuses them (a database role allowed only to read, a
+read-only replica, a journal file this user may not write) stops the refresher with one
+warning; the dashboard then shows the figures as they were last stored, if ever.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import threading
@@ -103,8 +106,10 @@ class FigurePublisher:
     def publish_all(self) -> int:
         """Publish the figures of every study in the storage; return how many were written.
 
-        A study that fails (deleted meanwhile, storage refusing writes) is logged and skipped,
-        so one bad study does not hide the figures of the others.
+        A study that fails (deleted meanwhile, a figure that cannot be drawn) is logged and
+        skipped, so one bad study does not hide the figures of the others. A storage that
+        refuses writes (see :func:`write_refusal`) refuses them for every study: that error
+        is raised.
         """
         written = 0
         for frozen in self._storage.get_all_studies():
@@ -114,9 +119,35 @@ class FigurePublisher:
             except KeyError:
                 continue  # deleted since it was listed
             except Exception as exc:  # noqa: BLE001 - the refresher must outlive any one study
+                if write_refusal(exc) is not None:
+                    raise
                 logger.warning("could not publish figures of study %r: %s", frozen.study_name, exc)
                 logger.debug("figure publishing failed", exc_info=True)
         return written
+
+
+def write_refusal(error: BaseException) -> str | None:
+    """Why the storage refused a write, when ``error`` (or its cause) says this process may
+    not write there; None for any other error.
+
+    Recognised: PostgreSQL's insufficient_privilege (SQLSTATE 42501, a role allowed only to
+    read) and read_only_sql_transaction (25006, a replica or ``default_transaction_read_only``),
+    SQLite's read-only database, and a file this user may not write (the journal file or its
+    lock) or on a read-only file system. The reason is the database's first line, without the
+    statement and its parameters.
+    """
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return str(seen)
+        orig = getattr(seen, "orig", None)
+        if orig is not None and (
+            getattr(orig, "pgcode", None) in ("42501", "25006") or "readonly database" in str(orig)
+        ):
+            lines = str(orig).strip().splitlines()
+            return lines[0] if lines else type(orig).__name__
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def publish_study_figures(study: optuna.Study, *, max_curves: int = 200) -> list[str]:
@@ -136,6 +167,9 @@ class FigureRefresher:
 
     ``passes`` counts completed passes; :meth:`wait_for_first_pass` lets a caller (a test, or
     a command that wants the figures in place before it prints the URL) wait for the first.
+    When the storage refuses writes (see :func:`write_refusal`), the thread logs one warning,
+    sets :attr:`refused` to the reason and stops: trying again every few seconds would only
+    fill the log, and nothing but an administrator's grant changes the answer.
     """
 
     def __init__(
@@ -153,6 +187,7 @@ class FigureRefresher:
         self._stop = threading.Event()
         self._cond = threading.Condition()
         self.passes = 0
+        self.refused: str | None = None
         self._thread = threading.Thread(
             target=self._run, name="tuner-dashboard-figures", daemon=True
         )
@@ -179,7 +214,17 @@ class FigureRefresher:
                 if written:
                     logger.debug("published %d dashboard figures", written)
             except Exception as exc:  # noqa: BLE001 - e.g. the database restarting
-                logger.warning("could not publish dashboard figures: %s", exc)
+                self.refused = write_refusal(exc)
+                if self.refused is None:
+                    logger.warning("could not publish dashboard figures: %s", exc)
+                else:
+                    logger.warning(
+                        "the storage refuses writes (%s), so tuner's pruning and fleet figures "
+                        "are not kept up to date (any stored before are shown as they were); "
+                        "start the dashboard with --no-publish to not try",
+                        self.refused,
+                    )
+                    self._stop.set()
             with self._cond:
                 self.passes += 1
                 self._cond.notify_all()

@@ -7,6 +7,7 @@ from tuner.storage._coordination import (
     open_artifact_store,
 )
 from tuner.storage._open import (
+    NothingStored,
     ReconnectingStorage,
     is_disconnect,
     open_storage,
@@ -25,6 +26,7 @@ from tuner.storage._url import (
 __all__ = [
     "ENV_VAR",
     "LockLost",
+    "NothingStored",
     "PostgresArtifactStore",
     "ReconnectingStorage",
     "StorageKind",

@@ -23,7 +23,7 @@ from optuna.artifacts._protocol import ArtifactStore
 from optuna.artifacts.exceptions import ArtifactNotFound
 
 from tuner.errors import StorageError
-from tuner.storage._open import is_disconnect, retry_on_disconnect
+from tuner.storage._open import is_disconnect, is_missing_table, retry_on_disconnect
 from tuner.storage._url import StorageKind, journal_path, kind_of, sqlalchemy_url
 
 T = TypeVar("T")
@@ -182,19 +182,29 @@ class PostgresArtifactStore:
 
     Each call waits out an unreachable database for up to ``reconnect_seconds``, so a
     checkpoint written during a database restart delays its trial instead of failing it.
+    ``read_only`` (for readers such as the dashboard) leaves the table uncreated, so a role
+    allowed only to read can open the store; while the table is absent, no artifact is found.
     """
 
     _table = sa.table(
         "tuner_artifacts", sa.column("artifact_id", sa.Text), sa.column("body", sa.LargeBinary)
     )
 
-    def __init__(self, url: str, reconnect_seconds: float = 0.0, max_backoff: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        reconnect_seconds: float = 0.0,
+        max_backoff: float = 5.0,
+        *,
+        read_only: bool = False,
+    ) -> None:
         self._engine = sa.create_engine(
             sqlalchemy_url(url), pool_size=1, max_overflow=1, pool_pre_ping=True
         )
         self._wait = reconnect_seconds
         self._max_backoff = max_backoff
-        self._retry(self._create_table, "artifact store setup")
+        if not read_only:
+            self._retry(self._create_table, "artifact store setup")
 
     def _retry(self, call: Callable[[], T], what: str) -> T:
         return retry_on_disconnect(
@@ -216,10 +226,15 @@ class PostgresArtifactStore:
     def open_reader(self, artifact_id: str) -> BinaryIO:
         def read() -> Any:
             with self._engine.connect() as connection:
-                return connection.execute(
-                    sa.text("SELECT body FROM tuner_artifacts WHERE artifact_id = :id"),
-                    {"id": artifact_id},
-                ).scalar()
+                try:
+                    return connection.execute(
+                        sa.text("SELECT body FROM tuner_artifacts WHERE artifact_id = :id"),
+                        {"id": artifact_id},
+                    ).scalar()
+                except sa.exc.ProgrammingError as exc:
+                    if is_missing_table(exc):  # opened read-only, nothing ever written
+                        return None
+                    raise
 
         body = self._retry(read, "artifact read")
         if body is None:
@@ -254,16 +269,19 @@ class PostgresArtifactStore:
 
 
 def open_artifact_store(
-    url: str, reconnect_seconds: float = 0.0, max_backoff: float = 5.0
+    url: str, reconnect_seconds: float = 0.0, max_backoff: float = 5.0, *, read_only: bool = False
 ) -> ArtifactStore:
     """The artifact store that belongs with the storage at ``url``.
 
-    ``reconnect_seconds`` and ``max_backoff``: see :class:`PostgresArtifactStore`.
+    ``reconnect_seconds``, ``max_backoff`` and ``read_only``: see
+    :class:`PostgresArtifactStore`; read-only, a folder store's missing folder is not created
+    either (it then holds no artifact).
     """
     if kind_of(url).on_postgresql:
-        return PostgresArtifactStore(url, reconnect_seconds, max_backoff)
+        return PostgresArtifactStore(url, reconnect_seconds, max_backoff, read_only=read_only)
     folder = _side_path(url, ".artifacts")
-    folder.mkdir(parents=True, exist_ok=True)
+    if not read_only:
+        folder.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(folder)
 
 

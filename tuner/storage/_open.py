@@ -5,6 +5,10 @@ checked before use and a pool sized for the caller. The embedded default is Optu
 file, which several local processes can append to without lock errors. ``postgresql+journal://``
 keeps Optuna's journal in a PostgreSQL table instead (see ``_pg_journal``). A worker wraps its
 storage in :class:`ReconnectingStorage`, so a database restart is waited out, not fatal.
+
+Workers and ``tuner launch`` open a storage to write and create what is missing (the journal
+file, the tables). The commands that only read open it with ``read_only=True``: then nothing
+is ever created, and a storage that holds nothing yet raises :class:`NothingStored`.
 """
 
 from __future__ import annotations
@@ -12,17 +16,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
 
 from tuner.errors import StorageError
 from tuner.storage._url import StorageKind, journal_path, kind_of, redact
 
 _log = logging.getLogger(__name__)
+
+
+class NothingStored(StorageError):
+    """A storage opened to read holds nothing yet: no journal file, or no tables.
+
+    Raised instead of creating them, so that reading never writes; the message names the
+    storage with its password masked.
+    """
+
+    def __init__(self, url: str) -> None:
+        super().__init__(f"storage {redact(url)}: no studies stored there yet")
 
 
 def open_storage(
@@ -33,6 +50,7 @@ def open_storage(
     wait_seconds: float = 0.0,
     reconnect_seconds: float | None = None,
     max_backoff: float = 5.0,
+    read_only: bool = False,
 ) -> BaseStorage:
     """Open the storage at ``url``.
 
@@ -45,19 +63,31 @@ def open_storage(
         reconnect_seconds: when set, the returned storage retries every call through a
             database outage of up to this many seconds (see :class:`ReconnectingStorage`).
         max_backoff: the longest pause between two retries of a call during an outage.
+        read_only: for commands that only read: create nothing (no journal file or folder, no
+            tables) and raise :class:`NothingStored` when there is nothing yet. Writes to
+            what exists still go through (the dashboard's figures); a database role allowed
+            only to read refuses them itself.
 
     Raises:
+        NothingStored: ``read_only`` and the storage holds nothing yet.
         StorageError: the URL is malformed or the database cannot be reached; the message
             never contains the password.
     """
     kind = kind_of(url)
     if kind is StorageKind.JOURNAL_FILE:
         path = journal_path(url)
+        if read_only and not path.is_file():
+            raise NothingStored(url)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             return JournalStorage(JournalFileBackend(str(path)))
         except OSError as exc:
             raise StorageError(f"storage {url}: cannot open the journal file: {exc}") from None
+    if kind is StorageKind.SQLITE and read_only:
+        database = make_url(url).database
+        # SQLite creates a missing database file on connecting.
+        if not database or database == ":memory:" or not Path(database).is_file():
+            raise NothingStored(url)
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if kind is StorageKind.POSTGRESQL_JOURNAL:
         from tuner.storage._pg_journal import PostgresJournalStorage
@@ -71,7 +101,9 @@ def open_storage(
             },
         }
         journal: BaseStorage = _with_backoff(
-            lambda: PostgresJournalStorage(url, journal_kwargs), url, wait_seconds
+            lambda: PostgresJournalStorage(url, journal_kwargs, read_only=read_only),
+            url,
+            wait_seconds,
         )
         if reconnect_seconds:
             return ReconnectingStorage(journal, reconnect_seconds, max_backoff)
@@ -88,7 +120,11 @@ def open_storage(
         }
     else:
         engine_kwargs["connect_args"] = {"timeout": 60}
-    storage = _with_backoff(lambda: RDBStorage(url, engine_kwargs=engine_kwargs), url, wait_seconds)
+    storage = _with_backoff(
+        lambda: RDBStorage(url, engine_kwargs=engine_kwargs, skip_table_creation=read_only),
+        url,
+        wait_seconds,
+    )
     # Optuna itself wraps RDBStorage in its trial cache when given a URL; do the same so the
     # sampler's repeated reads of all trials stay incremental.
     cached: BaseStorage = optuna.storages._CachedStorage(storage)
@@ -111,14 +147,32 @@ def is_disconnect(error: BaseException) -> bool:
     return False
 
 
+def is_missing_table(error: BaseException) -> bool:
+    """True when ``error`` says a table does not exist: PostgreSQL's ``undefined_table``
+    (SQLSTATE 42P01) or SQLite's "no such table" (which SQLAlchemy calls an OperationalError,
+    like a disconnect)."""
+    seen: BaseException | None = error
+    while seen is not None:  # Optuna wraps SQLAlchemy's error in its own
+        if isinstance(seen, sa_exc.DBAPIError):
+            orig = seen.orig
+            return getattr(orig, "pgcode", None) == "42P01" or str(orig).startswith("no such table")
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _with_backoff(make: Callable[[], Any], url: str, wait_seconds: float) -> Any:
-    """Call ``make`` until it stops failing with a disconnect, for up to ``wait_seconds``."""
+    """Call ``make`` until it stops failing with a disconnect, for up to ``wait_seconds``.
+
+    A missing table (only a storage opened read-only has any) is :class:`NothingStored`.
+    """
     deadline = time.monotonic() + wait_seconds
     delay = 0.5
     while True:
         try:
             return make()
         except Exception as exc:  # SQLAlchemy and Optuna both wrap driver errors
+            if is_missing_table(exc):
+                raise NothingStored(url) from None
             if not is_disconnect(exc) and not isinstance(exc, sa_exc.IntegrityError):
                 raise StorageError(f"storage {redact(url)}: {_first_line(exc)}") from None
             if time.monotonic() + delay > deadline:

@@ -76,6 +76,10 @@ class PostgresJournalStorage(JournalStorage):
         url: the ``postgresql+journal://`` URL.
         engine_kwargs: passed to the backend's SQLAlchemy engine.
         flush_seconds: how long a write may wait; 0 sends every write at once.
+        read_only: for a reader: the journal's tables must exist (see
+            :class:`PostgresJournalBackend`), and its rare writes (the dashboard's figures)
+            are sent at once, so one the database refuses fails the call that made it instead
+            of a background flush.
     """
 
     def __init__(
@@ -84,8 +88,9 @@ class PostgresJournalStorage(JournalStorage):
         engine_kwargs: dict[str, Any] | None = None,
         *,
         flush_seconds: float = 0.5,
+        read_only: bool = False,
     ) -> None:
-        self._flush_seconds = flush_seconds
+        self._flush_seconds = 0.0 if read_only else flush_seconds
         self._pending: list[dict[str, Any]] = []
         # Trials with pending writes, as this process sees them (stored state + those writes).
         self._pending_trials: dict[int, FrozenTrial] = {}
@@ -99,7 +104,7 @@ class PostgresJournalStorage(JournalStorage):
         self._unfinished: set[int] = set()  # ids of trials last seen running or waiting
         self._classified = 0  # trial ids below this are in ``_unfinished`` or finished
         self.database = _database(url)
-        super().__init__(PostgresJournalBackend(url, engine_kwargs))
+        super().__init__(PostgresJournalBackend(url, engine_kwargs, read_only=read_only))
         # Replay never raises for an entry written under this id (as for another process's),
         # so a pending write made void meanwhile is dropped instead of failing a later read.
         self._pending_writer = self._worker_id_prefix + "pending"

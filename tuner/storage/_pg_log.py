@@ -66,9 +66,15 @@ class PostgresJournalBackend(BaseJournalBackend):
     Args:
         url: a ``postgresql+journal://`` or ``postgresql+psycopg2://`` URL.
         engine_kwargs: passed to :func:`sqlalchemy.create_engine` (pool size, timeouts).
+        read_only: create nothing: the tables must exist already (reading them when they do
+            not raises SQLAlchemy's ``ProgrammingError`` for an undefined table, which
+            :func:`~tuner.storage.open_storage` reports as ``NothingStored``). Lets a database
+            role without CREATE read the journal.
     """
 
-    def __init__(self, url: str, engine_kwargs: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, url: str, engine_kwargs: dict[str, Any] | None = None, *, read_only: bool = False
+    ) -> None:
         kwargs = {"pool_size": 2, "max_overflow": 2, "pool_recycle": 600, **(engine_kwargs or {})}
         # Autocommit: a read is one round trip, an append one round trip including its commit.
         kwargs["isolation_level"] = "AUTOCOMMIT"
@@ -76,6 +82,8 @@ class PostgresJournalBackend(BaseJournalBackend):
         # use (one more round trip per operation); reads are retried once.
         kwargs["pool_pre_ping"] = False
         self._engine = sa.create_engine(sqlalchemy_url(url), **kwargs)
+        if read_only:
+            return
         with self._engine.connect() as connection:
             connection.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _SCHEMA_LOCK_KEY})
             try:
