@@ -11,6 +11,7 @@ import json
 import re
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -205,3 +206,20 @@ def test_redact_hides_every_form_of_password(text: str) -> None:
     """Whatever form the password takes in a storage setting, what tuner shows lacks it."""
     shown = redact(text)
     assert PASSWORD not in shown and "***" in shown, shown
+
+
+def test_log_lines_from_any_library_are_masked() -> None:
+    """A library that logs a connection string itself (SQLAlchemy, psycopg2) does not show
+    the password either: the CLI's log formatter masks every line."""
+    script = (
+        "import logging\n"
+        "from tuner.cli._common import setup_logging\n"
+        "setup_logging()\n"
+        "logging.getLogger('sqlalchemy.pool').warning("
+        "'connection to postgresql://tuner:pr0be-secret@db:5432/tuner refused')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert "postgresql://tuner:***@db:5432/tuner refused" in result.stderr
+    assert "pr0be-secret" not in result.stderr

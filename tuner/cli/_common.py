@@ -123,8 +123,16 @@ def load_existing_study(study_file: Path, cli_url: str | None) -> tuple[StudySpe
         return spec, find_study(spec.name, storage)
 
 
+class _RedactingFormatter(logging.Formatter):
+    """Masks passwords in every log line, whoever logged it (SQLAlchemy and psycopg2 put
+    connection strings in their errors), so no caller has to remember to."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """Log to stderr at INFO (workers) or WARNING, with passwords masked."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(_RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
