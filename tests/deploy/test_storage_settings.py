@@ -95,12 +95,16 @@ def test_connection_arithmetic_in_the_file_adds_up() -> None:
 
 
 @pytest.fixture
-def pool_capacity(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[int, int]]:
-    """Each SQLAlchemy pool that connects while the test runs: id -> pool size + overflow,
-    the most connections it can hold open at once."""
+def pool_capacity(scratch_db: str) -> Iterator[dict[int, int]]:
+    """Each SQLAlchemy pool that connects to the test's database while the test runs:
+    id -> pool size + overflow, the most connections it can hold open at once. Engines of
+    other tests still alive in this process (a dashboard's figure refresher) are not counted."""
     pools: dict[int, int] = {}
+    database = scratch_db.rsplit("/", 1)[1]
 
     def seen(connection: sa.Connection) -> None:
+        if connection.engine.url.database != database:
+            return
         pool = connection.engine.pool
         # QueuePool keeps its overflow limit private; every PostgreSQL engine here is one.
         pools.setdefault(id(pool), pool.size() + pool._max_overflow)  # type: ignore[attr-defined]
