@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import optuna
@@ -28,3 +30,22 @@ def test_pooled_connections_cut_by_the_server_are_replaced_unnoticed(own_databas
         f"WHERE datname = '{own_database}' AND pid <> pg_backend_pid()"
     )
     assert [s.study_name for s in storage.get_all_studies()] == ["kept"]
+
+
+def test_processes_opening_a_fresh_database_at_once_all_succeed() -> None:
+    """A fleet started together on an empty database: each worker creates Optuna's tables,
+    and losing that race must not stop it ("relation already exists")."""
+    script = "import sys; from tuner.storage import open_storage; open_storage(sys.argv[1])"
+    for _ in range(3):  # a race: give it several chances to show
+        with scratch_database("tuner_race") as name:
+            starts = [
+                subprocess.Popen(
+                    [sys.executable, "-c", script, pg_url(name)],
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+                for _ in range(6)
+            ]
+            for process in starts:
+                _, err = process.communicate(timeout=120)
+                assert process.returncode == 0, err

@@ -147,33 +147,61 @@ def is_disconnect(error: BaseException) -> bool:
     return False
 
 
+def _driver_error(error: BaseException) -> BaseException | None:
+    """The database driver's own error behind ``error`` (Optuna wraps SQLAlchemy's)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, sa_exc.DBAPIError):
+            return seen.orig
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def is_missing_table(error: BaseException) -> bool:
     """True when ``error`` says a table does not exist: PostgreSQL's ``undefined_table``
     (SQLSTATE 42P01) or SQLite's "no such table" (which SQLAlchemy calls an OperationalError,
     like a disconnect)."""
-    seen: BaseException | None = error
-    while seen is not None:  # Optuna wraps SQLAlchemy's error in its own
-        if isinstance(seen, sa_exc.DBAPIError):
-            orig = seen.orig
-            return getattr(orig, "pgcode", None) == "42P01" or str(orig).startswith("no such table")
-        seen = seen.__cause__ or seen.__context__
-    return False
+    orig = _driver_error(error)
+    return orig is not None and (
+        getattr(orig, "pgcode", None) == "42P01" or str(orig).startswith("no such table")
+    )
+
+
+# unique_violation (on PostgreSQL's own catalog), duplicate_table, duplicate_object
+_CREATED_CONCURRENTLY = {"23505", "42P07", "42710"}
+
+
+def is_concurrent_creation(error: BaseException) -> bool:
+    """True when ``error`` comes from another process creating the same tables at the same
+    moment (workers of a fleet starting together on a fresh database); trying again finds
+    them there."""
+    orig = _driver_error(error)
+    return orig is not None and getattr(orig, "pgcode", None) in _CREATED_CONCURRENTLY
 
 
 def _with_backoff(make: Callable[[], Any], url: str, wait_seconds: float) -> Any:
     """Call ``make`` until it stops failing with a disconnect, for up to ``wait_seconds``.
 
-    A missing table (only a storage opened read-only has any) is :class:`NothingStored`.
+    A missing table (only a storage opened read-only has any) is :class:`NothingStored`;
+    tables that another process is creating at the same moment are simply tried again.
     """
     deadline = time.monotonic() + wait_seconds
     delay = 0.5
+    creation_retries = 0
     while True:
         try:
             return make()
         except Exception as exc:  # SQLAlchemy and Optuna both wrap driver errors
             if is_missing_table(exc):
                 raise NothingStored(url) from None
-            if not is_disconnect(exc) and not isinstance(exc, sa_exc.IntegrityError):
+            if is_concurrent_creation(exc) and creation_retries < 20:
+                creation_retries += 1
+                _log.info(
+                    "storage %s: another process is creating its tables; retrying", redact(url)
+                )
+                time.sleep(0.2)
+                continue
+            if not is_disconnect(exc):
                 raise StorageError(f"storage {redact(url)}: {_first_line(exc)}") from None
             if time.monotonic() + delay > deadline:
                 raise StorageError(
