@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from helpers.study import load_trials, run_tuner, write_study
+from helpers.study import helper_objective, load_trials, run_tuner, write_study
 from optuna.trial import TrialState
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -23,7 +23,7 @@ def test_four_workers_on_postgresql_finish_exactly_n_trials(
         tmp_path,
         study_name,
         budget={"n_trials": 20},
-        objective={"model": "helpers.objectives:slow", "metric": "loss", "direction": "minimize"},
+        objective=helper_objective("slow"),
     )
     result = run_tuner(
         "launch",
@@ -51,7 +51,7 @@ def test_embedded_default_runs_two_workers_without_lock_errors(
         study_name,
         budget={"n_trials": 12},
         workers={"cpu": 2},
-        objective={"model": "helpers.objectives:slow", "metric": "loss", "direction": "minimize"},
+        objective=helper_objective("slow"),
     )
     result = run_tuner("launch", str(study_file), cwd=tmp_path, env=_env(step_seconds="0.05"))
     assert result.returncode == 0, result.stderr + result.stdout
@@ -99,7 +99,7 @@ def test_timeout_stops_the_fleet(tmp_path: Path, storage_url: str, study_name: s
         tmp_path,
         study_name,
         budget={"timeout": 2},
-        objective={"model": "helpers.objectives:slow", "metric": "loss", "direction": "minimize"},
+        objective=helper_objective("slow"),
     )
     result = run_tuner("launch", str(study_file), "--storage", storage_url, env=_env("0.1"))
     assert result.returncode == 0, result.stderr

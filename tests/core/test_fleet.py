@@ -12,7 +12,16 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.study import REPO, load_trials, pg_url, run_tuner, tuner_cmd, tuner_env, write_study
+from helpers.study import (
+    REPO,
+    helper_objective,
+    load_trials,
+    pg_url,
+    run_tuner,
+    tuner_cmd,
+    tuner_env,
+    write_study,
+)
 from optuna.trial import TrialState
 from typer.testing import CliRunner
 
@@ -109,7 +118,7 @@ def test_progress_status_and_summary_follow_workers_the_launcher_did_not_start(
         tmp_path,
         study_name,
         budget={"n_trials": 12},
-        objective={"model": "helpers.objectives:slow", "metric": "loss", "direction": "minimize"},
+        objective=helper_objective("slow"),
     )
     env = tuner_env(TUNER_TEST_STEP_SECONDS="0.2", COLUMNS="400")  # COLUMNS: nothing wraps
     # A worker started by hand, as on another machine: the launcher knows it only through
@@ -229,7 +238,7 @@ def test_stopped_launcher_resumes_with_the_remaining_budget(
         study_name,
         budget={"n_trials": 12},
         workers={"cpu": 2, "stop_grace": 0.2, "heartbeat_interval": 0.5, "heartbeat_grace": 3.0},
-        objective={"model": "helpers.objectives:slow", "metric": "loss", "direction": "minimize"},
+        objective=helper_objective("slow"),
     )
     env = tuner_env(TUNER_TEST_STEP_SECONDS="0.2")
     launcher = subprocess.Popen(

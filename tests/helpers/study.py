@@ -47,15 +47,16 @@ def scratch_database(prefix: str = "tuner_test") -> Iterator[str]:
         admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def helper_objective(name: str) -> dict[str, str]:
+    """The study file's ``objective`` for the function ``name`` in tests/helpers/objectives.py."""
+    return {"model": f"helpers.objectives:{name}", "metric": "loss", "direction": "minimize"}
+
+
 def write_study(folder: Path, name: str, **sections: object) -> Path:
     """Write a study file for the objective in tests/helpers/objectives.py; override any key."""
     document: dict[str, object] = {
         "name": name,
-        "objective": {
-            "model": "helpers.objectives:quadratic",
-            "metric": "loss",
-            "direction": "minimize",
-        },
+        "objective": helper_objective("quadratic"),
         "search_space": {"x": {"low": -5.0, "high": 5.0}, "y": {"low": -5.0, "high": 5.0}},
         "sampler": {"type": "random", "seed": 0},
         "budget": {"n_trials": 10},

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.study import run_tuner, write_study
+from helpers.study import helper_objective, run_tuner, write_study
 from optuna.trial import TrialState
 
 from ._fleet import (
@@ -33,7 +33,7 @@ def _study(tmp_path: Path, name: str, n_trials: int, stop_grace: float) -> Path:
     return write_study(
         tmp_path,
         name,
-        objective={"model": "helpers.objectives:slow", "metric": "loss", "direction": "minimize"},
+        objective=helper_objective("slow"),
         search_space={"x": {"low": -5.0, "high": 5.0}},
         budget={"n_trials": n_trials},
         workers={

@@ -23,6 +23,7 @@ import optuna
 import optuna_dashboard
 import pytest
 from helpers.study import (
+    helper_objective,
     load_trials,
     pg_url,
     run_tuner,
@@ -108,7 +109,7 @@ def test_four_workers_keep_the_exact_budget_and_status_reads_it(
         tmp_path,
         study_name,
         budget={"n_trials": 20},
-        objective={"model": "helpers.objectives:slow", "metric": "loss", "direction": "minimize"},
+        objective=helper_objective("slow"),
     )
     env = {**os.environ, "TUNER_TEST_STEP_SECONDS": "0.05"}
     launch = run_tuner(
@@ -218,7 +219,7 @@ def test_a_killed_workers_trial_is_failed_and_rerun(
         study_name,
         search_space={"x": {"low": -5.0, "high": 5.0}},
         budget={"n_trials": 3},
-        objective={"model": "helpers.objectives:slow", "metric": "loss", "direction": "minimize"},
+        objective=helper_objective("slow"),
         workers={"heartbeat_interval": 0.5, "heartbeat_grace": 2.0},
     )
     env = {**tuner_env(), WORKER_STORAGE_ENV: journal_url, "TUNER_TEST_STEP_SECONDS": "0.4"}
