@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--note", default="", help="a sentence added to the section")
     args = parser.parse_args(argv)
     if args.quick:
-        args.trials, args.workers, args.window = [8, 16], [1, 2], 8
+        args.trials, args.workers, args.window = [8], [1, 2], 8
     command = _common.command_line()
     args.load_before = _load()
     configs = [(s, n, w) for n in args.trials for w in args.workers for s in args.systems]

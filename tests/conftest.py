@@ -15,6 +15,18 @@ import pytest
 from helpers.study import REPO, pg_url, scratch_database
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group tests for ``pytest -n`` (tests/run.sh runs two processes): a module's tests run
+    in one process, so its module fixtures (a served dashboard, the benchmark runs) start
+    once, and the reliability suite runs in one process, so its figures land in one file."""
+    reliability = Path(__file__).with_name("reliability")
+    for item in items:
+        path = Path(item.path)
+        group = "reliability" if reliability in path.parents else str(path)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session; dropped afterwards."""

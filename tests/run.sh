@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/install --test
-exec .venv/bin/python -m pytest -q -ra --durations=15 "$@"
+# Two processes: most tests wait on worker processes and PostgreSQL, so two keep both cores busy.
+exec .venv/bin/python -m pytest -q -ra --durations=15 -n 2 --dist loadgroup "$@"
