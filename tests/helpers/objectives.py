@@ -43,11 +43,14 @@ def checkpointed(trial: optuna.Trial) -> float:
     """Six steps of ``TUNER_TEST_STEP_SECONDS`` each, checkpointed with tuner's public API.
 
     A re-run resumes after the last saved step: it records where it started in the user
-    attribute ``start_step`` and reports intermediate values only from there on.
+    attribute ``start_step`` and reports intermediate values only from there on. With
+    ``TUNER_TEST_HOLD_AT_STEP=N`` the trial stops moving once step N is saved, so a test that
+    kills its worker knows the checkpoint the re-run starts from, however loaded the machine.
     """
     import tuner
 
     pause = float(os.environ.get("TUNER_TEST_STEP_SECONDS", "0.3"))
+    hold_at = int(os.environ.get("TUNER_TEST_HOLD_AT_STEP", "-1"))
     value, start = (trial.params["x"] - 1.0) ** 2, 0
     saved = tuner.load_checkpoint(trial)
     if saved is not None:
@@ -58,6 +61,8 @@ def checkpointed(trial: optuna.Trial) -> float:
         time.sleep(pause)
         trial.report(value, step)
         tuner.save_checkpoint(trial, step + 1, {"value": value})
+        while step + 1 == hold_at:
+            time.sleep(pause)  # until the test kills this worker
     return value
 
 

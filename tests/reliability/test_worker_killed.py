@@ -37,9 +37,8 @@ from ._fleet import (
 GRACE = 3.0
 INTERVAL = 0.5
 STEP_SECONDS = "0.3"
-# The victim's steps: slow enough that a poll on a loaded machine sees its trial RUNNING with
-# two checkpoints before it ends, which the kill needs.
-VICTIM_STEP_SECONDS = "0.6"
+# The victim's trial holds once it has saved two steps: the kill always lands mid-trial.
+VICTIM_HOLD = 2
 
 
 def _study(tmp_path: Path, name: str, **budget: Any) -> Path:
@@ -114,7 +113,11 @@ def test_killed_worker_trial_fails_and_reruns_from_checkpoint(
     try:
         wait_for(lambda: _running(study_name, url), 60, "the busy worker's trial")
         victim_worker = start_worker(
-            study_file, url, tmp_path / "victim.log", TUNER_TEST_STEP_SECONDS=VICTIM_STEP_SECONDS
+            study_file,
+            url,
+            tmp_path / "victim.log",
+            TUNER_TEST_STEP_SECONDS=STEP_SECONDS,
+            TUNER_TEST_HOLD_AT_STEP=str(VICTIM_HOLD),
         )
         workers.append(victim_worker)
         victim = wait_for(
@@ -157,7 +160,7 @@ def test_killed_worker_trial_fails_and_reruns_from_checkpoint(
     assert rerun.user_attrs[WORKER].endswith(f":{finisher.pid}")
     assert rerun.params == victim.params
     assert rerun.user_attrs["tuner:attempt"] == 1
-    assert saved_step >= 1
+    assert saved_step == VICTIM_HOLD
     assert rerun.user_attrs["start_step"] == saved_step
     assert min(rerun.intermediate_values) == saved_step, rerun.intermediate_values
     assert_exact_budget(final, 2)
