@@ -166,6 +166,35 @@ def test_lstm_forecasting_study(context: _context.TrialContext) -> None:
     assert score["metrics"]["test_mse"] == pytest.approx(score["value"] ** 2, rel=1e-5)
 
 
+def test_refit_retrains_the_best_configuration_on_the_whole_training_split(
+    context: _context.TrialContext,
+) -> None:
+    """The default test score retrains on fit + validation parts (67 ItalyPowerDemand
+    series, not the 54 a trial fits on), repeatably; ``refit: false`` scores the trial's
+    own weights, the same numbers as evaluating weights.pt by hand."""
+    spec = build_spec(LSTM_CLS, LSTM_SPACE)
+    study = run_study(spec, builtin_objective(spec), n_trials=3)
+    best = study.best_trial
+    params = _builtin.trial_params(spec, best.params)
+    data = _builtin.load_data(spec.objective.dataset, params)
+    assert (len(data.train), len(data.val)) == (54, 13)
+
+    refit = score_test(spec, best, context.artifact_store)
+    assert refit["refit"] == {"epochs": LSTM_CLS["epochs"], "n_train": 67}
+    assert score_test(spec, best, context.artifact_store)["metrics"] == refit["metrics"]
+
+    kept = score_test(spec, best, context.artifact_store, refit=False)
+    off = build_spec({**LSTM_CLS, "refit": False}, LSTM_SPACE)
+    assert score_test(off, best, context.artifact_store) == kept and kept["refit"] is None
+    with context.artifact_store.open_reader(best.user_attrs[WEIGHTS_ATTR]) as f:
+        saved = torch.load(f, weights_only=True)
+    model = _builtin.build_model("lstm", params, data)
+    model.load_state_dict(saved["state_dict"])
+    by_hand = _builtin.evaluate(model, data.test, data, prefix="test_")
+    assert kept["metrics"] == by_hand
+    assert refit["metrics"] != kept["metrics"], "the refit model is a different model"
+
+
 def test_nan_loss_fails_the_trial_and_the_study_goes_on() -> None:
     spec = build_spec(
         {**FORECAST, "optimizer": "sgd", "grad_clip": 0.0, "patience": 0},

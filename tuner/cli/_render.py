@@ -116,7 +116,13 @@ def best_yaml(study: optuna.Study, spec: StudySpec) -> str:
         f"{spec.objective.metric or 'value'} = {best['value']:.6g}"
     )
     if "test" in best:
-        header += f"; {best['test'].get('metric', 'test')} = {best['test'].get('value')}"
+        test = best["test"]
+        header += f"; {test.get('metric', 'test')} = {test.get('value')}"
+        if test.get("refit"):
+            header += (
+                f" (retrained on the whole training split, {test['refit']['n_train']} "
+                f"samples, {test['refit']['epochs']} epochs)"
+            )
     return header + "\n" + yaml.safe_dump(best["params"], sort_keys=False)
 
 

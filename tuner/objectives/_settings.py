@@ -128,6 +128,13 @@ SETTINGS: tuple[Setting, ...] = (
         searchable=False,
         nullable=True,
     ),
+    _s(
+        "refit",
+        True,
+        "bool",
+        "retrain the best configuration on the whole training split before its test score",
+        searchable=False,
+    ),
     # data
     _s(
         "val_fraction",

@@ -119,8 +119,9 @@ def _summary_section(study: optuna.Study, trials: list[FrozenTrial]) -> str:
         score = system_attrs.get(TEST_SCORE_ATTR)
         if isinstance(score, dict) and "value" in score:
             metric = score.get("metric", "test score")
+            how = ", retrained on the whole training split" if score.get("refit") else ""
             parts.append(
-                _kv_table([(f"{metric} (trial {score.get('trial', '?')})", score["value"])])
+                _kv_table([(f"{metric} (trial {score.get('trial', '?')}{how})", score["value"])])
             )
         parts.append(
             _kv_table(sorted(trial.params.items()), header=("parameter", "value"))
