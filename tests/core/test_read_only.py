@@ -42,7 +42,7 @@ from tuner.cli import app
 from tuner.dashboard import FigureRefresher
 from tuner.dashboard._publish import write_refusal
 from tuner.storage import default_url, open_artifact_store, open_storage, redact
-from tuner.storage._pg_journal import publish_pending
+from tuner.storage._pg_pending import publish_pending
 
 runner = CliRunner()
 PASSWORD = "hunter2"  # trust auth ignores it; it must never be shown

@@ -37,8 +37,9 @@ from optuna.trial import TrialState
 
 from tuner.fleet._launch import WORKER_STORAGE_ENV
 from tuner.storage import StorageKind, StudyLock, kind_of, open_artifact_store, open_storage
-from tuner.storage._pg_journal import PostgresJournalStorage, publish_pending
+from tuner.storage._pg_journal import PostgresJournalStorage
 from tuner.storage._pg_log import PostgresJournalBackend
+from tuner.storage._pg_pending import publish_pending
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 

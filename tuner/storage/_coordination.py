@@ -152,7 +152,7 @@ class StudyLock:
         """Before the lock is released: send what this process wrote while holding it, so
         the next holder sees it (``postgresql+journal://`` batches writes)."""
         if self._kind is StorageKind.POSTGRESQL_JOURNAL:
-            from tuner.storage._pg_journal import publish_pending
+            from tuner.storage._pg_pending import publish_pending
 
             publish_pending(self._url)
 

@@ -20,23 +20,19 @@ the trials per second of a whole fleet.
 
 from __future__ import annotations
 
-import atexit
 import copy
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable, Container, Sequence
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
 from optuna._typing import JSONSerializable
 from optuna.distributions import (
     BaseDistribution,
     check_distribution_compatibility,
     distribution_to_json,
-    json_to_distribution,
 )
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import JournalStorage
@@ -45,7 +41,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.storage._open import is_disconnect
 from tuner.storage._pg_log import PostgresJournalBackend
-from tuner.storage._url import sqlalchemy_url
+from tuner.storage._pg_pending import OPEN, applied, brief, database_of
 
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -103,12 +99,12 @@ class PostgresJournalStorage(JournalStorage):
         self.last_outage_end = 0.0
         self._unfinished: set[int] = set()  # ids of trials last seen running or waiting
         self._classified = 0  # trial ids below this are in ``_unfinished`` or finished
-        self.database = _database(url)
+        self.database = database_of(url)
         super().__init__(PostgresJournalBackend(url, engine_kwargs, read_only=read_only))
         # Replay never raises for an entry written under this id (as for another process's),
         # so a pending write made void meanwhile is dropped instead of failing a later read.
         self._pending_writer = self._worker_id_prefix + "pending"
-        _OPEN.add(self)
+        OPEN.add(self)
 
     # --- the two hooks every JournalStorage method goes through ----------------------------
 
@@ -154,7 +150,7 @@ class PostgresJournalStorage(JournalStorage):
         if "trial_id" in fields:
             trial_id = fields["trial_id"]
             seen = self._pending_trials.get(trial_id) or self._replay_result._trials[trial_id]
-            self._pending_trials[trial_id] = _applied(seen, entry)
+            self._pending_trials[trial_id] = applied(seen, entry)
         else:
             self._pending_studies.setdefault(fields["study_id"], []).append(entry)
         if self._timer is None or not self._timer.is_alive():
@@ -168,7 +164,7 @@ class PostgresJournalStorage(JournalStorage):
             self.flush()
         except Exception as exc:
             if not self._outage_logged:
-                _log.warning("pending journal writes not sent yet, retrying: %s", _brief(exc))
+                _log.warning("pending journal writes not sent yet, retrying: %s", brief(exc))
                 self._outage_logged = True
             self._timer = threading.Timer(self._flush_seconds, self._flush_quietly)
             self._timer.daemon = True
@@ -365,76 +361,3 @@ class PostgresJournalStorage(JournalStorage):
             for entry in entries:
                 attrs.update(entry[kind])
             return attrs
-
-
-def _brief(exc: BaseException) -> str:
-    """The first line of the driver's message, without the SQL and its parameters."""
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
-
-
-def _applied(trial: FrozenTrial, entry: dict[str, Any]) -> FrozenTrial:
-    """A copy of ``trial`` with one pending write applied, as Optuna's replay applies it."""
-    trial = copy.copy(trial)
-    op = entry["op_code"]
-    if op == JournalOperation.SET_TRIAL_PARAM:
-        distribution = json_to_distribution(entry["distribution"])
-        name = entry["param_name"]
-        value = distribution.to_external_repr(entry["param_value_internal"])
-        trial.params = {**trial.params, name: value}
-        trial.distributions = {**trial.distributions, name: distribution}
-    elif op == JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE:
-        trial.intermediate_values = {
-            **trial.intermediate_values,
-            entry["step"]: entry["intermediate_value"],
-        }
-    elif op == JournalOperation.SET_TRIAL_USER_ATTR:
-        trial.user_attrs = {**trial.user_attrs, **entry["user_attr"]}
-    elif op == JournalOperation.SET_TRIAL_SYSTEM_ATTR:
-        trial.system_attrs = {**trial.system_attrs, **entry["system_attr"]}
-    elif op == JournalOperation.SET_TRIAL_STATE_VALUES:
-        trial.state = TrialState(entry["state"])
-        if entry["values"] is not None:
-            trial.values = entry["values"]
-        completed = datetime.fromisoformat(entry["datetime_complete"])
-        trial.datetime_complete = completed.astimezone().replace(tzinfo=None)
-    return trial
-
-
-# Every open journal storage of this process, for publish_pending and the exit flush.
-_OPEN: weakref.WeakSet[PostgresJournalStorage] = weakref.WeakSet()
-
-
-def publish_pending(url: str | None = None) -> None:
-    """Send the pending writes of this process's journal storages on ``url``'s database (of
-    all of them when None).
-
-    :class:`~tuner.storage.StudyLock` calls this before it releases the lock, so whatever a
-    process wrote while holding it is visible to the next holder. Every storage is tried;
-    the first error is raised after.
-    """
-    database = None if url is None else _database(url)
-    error: Exception | None = None
-    for storage in list(_OPEN):
-        if database is None or storage.database == database:
-            try:
-                storage.flush()
-            except Exception as exc:
-                error = error or exc
-    if error is not None:
-        raise error
-
-
-def _database(url: str) -> str:
-    """Which database ``url`` names, whatever its scheme or driver."""
-    parsed = sa.engine.make_url(sqlalchemy_url(url))
-    return f"{parsed.host}:{parsed.port or 5432}/{parsed.database}"
-
-
-@atexit.register
-def _flush_at_exit() -> None:
-    for storage in list(_OPEN):
-        try:
-            storage.flush()
-        except Exception as exc:
-            _log.warning("pending journal writes lost at exit: %s", _brief(exc))
