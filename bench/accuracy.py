@@ -69,7 +69,7 @@ SPACES: dict[str, dict[str, Any]] = {
         "kernel_size": {"choices": [3, 5, 7]},
         "num_layers": {"low": 2, "high": 4},
         "dropout": {"low": 0.0, "high": 0.3},
-        "pooling": {"choices": ["max", "avg"]},
+        "pooling": {"choices": ["max", "avg", "none"]},
         "residual": {"choices": [False, True]},
     },
 }

@@ -69,7 +69,7 @@ def test_lstm_forward_backward(
         )
     ),
 )
-@pytest.mark.parametrize("pooling", ["max", "avg"])
+@pytest.mark.parametrize("pooling", ["max", "avg", "none"])
 @pytest.mark.parametrize("residual", [False, True])
 @pytest.mark.parametrize("dims", [1, 2])
 def test_cnn_forward_backward(
@@ -95,6 +95,16 @@ def test_cnn_forward_backward(
     assert out.shape == (4, 4)
     out.sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize(("pooling", "length_out"), [("max", 4), ("none", 16)])
+def test_cnn_pooling_none_keeps_every_position(pooling: str, length_out: int) -> None:
+    """Two blocks over 16 steps: max pooling halves to 8 then 4, ``none`` keeps all 16."""
+    model = CNNModel(
+        in_channels=2, length=16, n_outputs=3, channels=4, num_layers=2, pooling=pooling
+    )
+    h = model.blocks(torch.randn(5, 16, 2).transpose(1, 2))
+    assert h.shape == (5, 4, length_out)
 
 
 def test_cnn_even_kernels_pad_like_same_without_a_warning() -> None:

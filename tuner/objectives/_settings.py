@@ -228,8 +228,8 @@ SETTINGS: tuple[Setting, ...] = (
         "pooling",
         "max",
         "choice",
-        "CNN: downsampling by 2 after each block",
-        choices=("max", "avg"),
+        "CNN: downsampling by 2 after each block, or none",
+        choices=("max", "avg", "none"),
         models=("cnn",),
     ),
     _s(

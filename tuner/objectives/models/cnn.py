@@ -4,7 +4,8 @@
 conv (``kernel_size``, "same" padding: an even kernel pads one more zero at the end) -> norm
 and activation in the order ``norm_placement`` says -> optional residual shortcut (1x1 conv
 where the width changes) -> downsampling by 2 (``pooling: max | avg``; skipped once a side is
-shorter than 2) -> dropout.
+shorter than 2; ``none`` keeps the full resolution, as Wang et al.'s FCN and ResNet for time
+series do) -> dropout.
 After the blocks, a global average over the remaining positions (padded steps of
 unequal-length series excluded) feeds a linear head.
 """
@@ -85,7 +86,7 @@ class CNNModel(nn.Module):
         blocks = []
         size = length  # T for sequences, H (= W) for images
         for i in range(num_layers):
-            pool_here = pooling if size >= 2 else None
+            pool_here = pooling if pooling != "none" and size >= 2 else None
             blocks.append(
                 ConvBlock(
                     dims,
