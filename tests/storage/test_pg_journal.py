@@ -191,6 +191,41 @@ def test_waiting_and_running_trials_are_found_among_many_finished(journal_url: s
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 51
 
 
+def test_listing_every_trial_follows_another_processs_changes(journal_url: str) -> None:
+    mine = PostgresJournalStorage(journal_url)
+    other = PostgresJournalStorage(journal_url, flush_seconds=0)
+    study = optuna.create_study(storage=mine, study_name="listed")
+    theirs = optuna.load_study(study_name="listed", storage=other)
+    study.add_trials([optuna.trial.create_trial(value=float(i)) for i in range(5)])
+    running = theirs.ask()
+    theirs.enqueue_trial({"x": 0.5})
+    before = study.get_trials(deepcopy=False)
+
+    running.suggest_float("x", 0.0, 1.0)
+    running.report(0.3, 1)
+    theirs.tell(running, 2.0)
+    popped = theirs.ask()  # the queued trial
+    theirs.tell(popped, state=TrialState.PRUNED)
+    theirs.add_trial(optuna.trial.create_trial(value=9.0))
+    mine_running = study.ask()
+    mine_running.report(0.7, 1)  # pending in this process, read as if stored
+
+    def seen(trials: list[optuna.trial.FrozenTrial]) -> list[tuple]:
+        return [(t.number, t.state, t.values, t.params, t.intermediate_values) for t in trials]
+
+    fresh = optuna.storages.JournalStorage(PostgresJournalBackend(journal_url))
+    publish_pending(journal_url)
+    expected = seen(fresh.get_all_trials(study._study_id))
+    assert seen(study.get_trials(deepcopy=False)) == expected
+    assert [t.state for t in before[5:]] == [TrialState.RUNNING, TrialState.WAITING], (
+        "a list returned earlier is not changed by later calls"
+    )
+    assert [t.number for t in study.get_trials(states=(TrialState.RUNNING,))] == [8]
+    optuna.delete_study(study_name="listed", storage=other)
+    with pytest.raises(KeyError):
+        mine.get_all_trials(study._study_id)
+
+
 def test_optuna_dashboard_reads_the_study(journal_url: str) -> None:
     study = optuna.create_study(storage=open_storage(journal_url), study_name="shown")
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)

@@ -40,6 +40,7 @@ from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.storage._open import is_disconnect
+from tuner.storage._pg_listing import TrialListing
 from tuner.storage._pg_log import PostgresJournalBackend
 from tuner.storage._pg_pending import OPEN, applied, brief, database_of
 
@@ -97,8 +98,7 @@ class PostgresJournalStorage(JournalStorage):
         # Wall-clock time at which the database answered again after failing (read by the
         # fleet's reaper through ReconnectingStorage, like its own).
         self.last_outage_end = 0.0
-        self._unfinished: set[int] = set()  # ids of trials last seen running or waiting
-        self._classified = 0  # trial ids below this are in ``_unfinished`` or finished
+        self._listing = TrialListing()
         self.database = database_of(url)
         super().__init__(PostgresJournalBackend(url, engine_kwargs, read_only=read_only))
         # Replay never raises for an entry written under this id (as for another process's),
@@ -313,16 +313,16 @@ class PostgresJournalStorage(JournalStorage):
         deepcopy: bool = True,
         states: Container[TrialState] | None = None,
     ) -> list[FrozenTrial]:
-        """As Optuna's; asking only for running or waiting trials (the fleet's reaper,
-        ``study.ask`` looking for queued trials) costs what is unfinished, not the study size.
+        """As Optuna's, at the cost of the running and new trials plus a list copy (see
+        :class:`~tuner.storage._pg_listing.TrialListing`), not a walk over the whole study.
         """
         with self._thread_lock:
             self._sync_with_backend()
             replay = self._replay_result
             if states is not None and not any(s.is_finished() for s in TrialState if s in states):
-                trials = [self._seen(replay._trials[i]) for i in self._unfinished_ids(study_id)]
+                trials = [self._seen(t) for t in self._listing.unfinished(replay, study_id)]
             else:
-                trials = replay.get_all_trials(study_id, None)
+                trials = self._listing.all(replay, study_id)
                 for trial_id in self._pending_trials:
                     if replay._trial_id_to_study_id.get(trial_id) == study_id:
                         number = replay._trials[trial_id].number
@@ -330,18 +330,6 @@ class PostgresJournalStorage(JournalStorage):
             if states is not None:
                 trials = [t for t in trials if t.state in states]
         return copy.deepcopy(trials) if deepcopy else trials
-
-    def _unfinished_ids(self, study_id: int) -> list[int]:
-        """Ids of the study's trials that are running or waiting in the stored state."""
-        trials = self._replay_result._trials
-        self._replay_result.get_study(study_id)  # KeyError for an unknown study, as Optuna
-        self._unfinished.update(
-            i for i in range(self._classified, len(trials)) if not trials[i].state.is_finished()
-        )
-        self._classified = len(trials)
-        self._unfinished = {i for i in self._unfinished if not trials[i].state.is_finished()}
-        owner = self._replay_result._trial_id_to_study_id
-        return sorted(i for i in self._unfinished if owner[i] == study_id)
 
     def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
         return self._study_attrs(study_id, "user_attr")
