@@ -223,7 +223,8 @@ def run_worker(
                 with lock.hold():
                     step, why = next_step(study, spec, ledger=ledger)
                     if step is Step.RUN:
-                        lock.check()  # the decision holds only if the lock did throughout
+                        # The decision holds only if the lock did throughout: leaving the
+                        # block raises LockLost if its session ended, and the trial is void.
                         trial = study.ask()
                         trial.set_user_attr(WORKER_ATTR, worker_id)
                         trial.set_user_attr(GPU_ATTR, gpu)

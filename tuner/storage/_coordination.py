@@ -52,7 +52,6 @@ class StudyLock:
         self._url = url
         self._wait = wait_seconds
         self._max_backoff = max_backoff
-        self._held: sa.Connection | None = None
         if self._kind.on_postgresql:
             digest = hashlib.sha256(f"tuner:{study_name}".encode()).digest()
             self._key = int.from_bytes(digest[:8], "big", signed=True)
@@ -74,24 +73,22 @@ class StudyLock:
             connection = retry_on_disconnect(
                 self._acquire, max_wait=self._wait, what="study lock", max_backoff=self._max_backoff
             )
-            self._held = connection
-            try:
-                yield
-            except BaseException:
-                self._held = None
-                with contextlib.suppress(Exception):  # the error in the block is what matters
-                    connection.close()  # rolls back, which releases the lock
-                raise
-            self._held = None
-            try:
-                self._publish()
-                connection.commit()  # releases the lock
-            except sa.exc.DBAPIError as exc:
-                if not is_disconnect(exc):
+            with self._section():
+                try:
+                    yield
+                except BaseException:
+                    with contextlib.suppress(Exception):  # the error in the block matters
+                        connection.close()  # rolls back, which releases the lock
                     raise
-                raise LockLost("the study lock was lost with its database session") from None
-            finally:
-                connection.close()
+                try:
+                    self._publish()
+                    connection.commit()  # releases the lock
+                except sa.exc.DBAPIError as exc:
+                    if not is_disconnect(exc):
+                        raise
+                    raise LockLost("the study lock was lost with its database session") from None
+                finally:
+                    connection.close()
             return
         self._path.parent.mkdir(parents=True, exist_ok=True)
         with open(self._path, "a+b") as handle:
@@ -121,8 +118,11 @@ class StudyLock:
                     ).scalar()
                 except sa.exc.DBAPIError:
                     got = False
-                yield bool(got)
-                if got:
+                if not got:
+                    yield False
+                    return
+                with self._section():
+                    yield True
                     self._publish()
             return
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,17 +137,6 @@ class StudyLock:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def check(self) -> None:
-        """Inside :meth:`hold`: raise :class:`LockLost` if the lock's session has ended."""
-        if self._held is None:
-            return
-        try:
-            self._held.execute(sa.text("SELECT 1"))
-        except sa.exc.DBAPIError as exc:
-            if not is_disconnect(exc):
-                raise
-            raise LockLost("the study lock was lost with its database session") from None
-
     def _publish(self) -> None:
         """Before the lock is released: send what this process wrote while holding it, so
         the next holder sees it (``postgresql+journal://`` batches writes)."""
@@ -155,6 +144,15 @@ class StudyLock:
             from tuner.storage._pg_pending import publish_pending
 
             publish_pending(self._url)
+
+    def _section(self) -> contextlib.AbstractContextManager[None]:
+        """While the lock is held: ``postgresql+journal://`` reads the study once, not at
+        every call (see ``PostgresJournalStorage.lock_taken``)."""
+        if self._kind is StorageKind.POSTGRESQL_JOURNAL:
+            from tuner.storage._pg_pending import lock_section
+
+            return lock_section(self._url)
+        return contextlib.nullcontext()
 
     def _acquire(self) -> sa.Connection:
         connection = self._engine.connect()

@@ -99,6 +99,8 @@ class PostgresJournalStorage(JournalStorage):
         # fleet's reaper through ReconnectingStorage, like its own).
         self.last_outage_end = 0.0
         self._listing = TrialListing()
+        self._locks_held = 0  # study locks of this process held now (see lock_taken)
+        self._read_under_lock = False
         self.database = database_of(url)
         super().__init__(PostgresJournalBackend(url, engine_kwargs, read_only=read_only))
         # Replay never raises for an entry written under this id (as for another process's),
@@ -121,9 +123,35 @@ class PostgresJournalStorage(JournalStorage):
     def _sync_with_backend(self) -> None:
         if self._fresh is not None:  # read together with this call's own write
             logs, self._fresh = self._fresh, None
+        elif self._locks_held and self._read_under_lock:
+            return  # read once under the lock already (see lock_taken)
         else:
             logs = self._talk(self._backend.read_logs, self._replay_result.log_number_read)
+        self._read_under_lock = self._locks_held > 0
         self._replay_result.apply_logs(logs)
+
+    # --- reads while a study lock is held ------------------------------------------------
+
+    def lock_taken(self) -> None:
+        """A study lock of this process was just taken (:func:`lock_section`).
+
+        The next read goes to the database and sees everything the previous holder wrote
+        under the lock; later reads until :meth:`lock_released` are served from memory. A
+        worker's decision under the lock reads the study about eight times, and each read is
+        a round trip while every other worker waits for the lock: reading once keeps the
+        lock's hold, which bounds the whole fleet's trial rate, short. What other processes
+        write meanwhile without the lock (reports, finished trials, heartbeats) is seen at
+        the next read after the lock is released; this process's own writes are seen at
+        once, as always.
+        """
+        with self._thread_lock:
+            self._locks_held += 1
+            self._read_under_lock = False
+
+    def lock_released(self) -> None:
+        """The lock taken at the matching :meth:`lock_taken` was released."""
+        with self._thread_lock:
+            self._locks_held = max(0, self._locks_held - 1)
 
     # --- sending the pending writes ------------------------------------------------------------
 

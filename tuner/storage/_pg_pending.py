@@ -9,9 +9,11 @@ pending.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import copy
 import logging
 import weakref
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -29,6 +31,10 @@ class _Flushable(Protocol):
     database: str
 
     def flush(self) -> None: ...
+
+    def lock_taken(self) -> None: ...
+
+    def lock_released(self) -> None: ...
 
 
 def brief(exc: BaseException) -> str:
@@ -87,6 +93,27 @@ def publish_pending(url: str | None = None) -> None:
                 error = error or exc
     if error is not None:
         raise error
+
+
+@contextlib.contextmanager
+def lock_section(url: str) -> Iterator[None]:
+    """Tell this process's journal storages on ``url``'s database that a study lock is held
+    while the ``with`` block runs.
+
+    :class:`~tuner.storage.StudyLock` enters it right after taking the lock: each storage's
+    next read then goes to the database (it must see what the previous holder published),
+    and its later reads until the block ends are served from memory (see
+    ``PostgresJournalStorage``).
+    """
+    database = database_of(url)
+    storages = [storage for storage in list(OPEN) if storage.database == database]
+    for storage in storages:
+        storage.lock_taken()
+    try:
+        yield
+    finally:
+        for storage in storages:
+            storage.lock_released()
 
 
 def database_of(url: str) -> str:
