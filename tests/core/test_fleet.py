@@ -183,7 +183,8 @@ def test_progress_status_and_summary_follow_workers_the_launcher_did_not_start(
 def _running_trials_while(
     launcher: subprocess.Popen[str], study_file: Path, url: str
 ) -> tuple[dict, str]:
-    """``tuner status`` as JSON and as a table, once it shows a running trial."""
+    """``tuner status`` as JSON and as a table, once it shows running trials that all name
+    their worker (a trial is taken a moment before its worker's name is stored on it)."""
     runner = CliRunner()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and launcher.poll() is None:
@@ -191,11 +192,27 @@ def _running_trials_while(
             app, ["status", str(study_file), "--storage", url, "--format", "json"]
         )
         data = json.loads(as_json.output) if as_json.exit_code == 0 else {"running": []}
-        if data["running"]:
+        if data["running"] and all(row["worker"] for row in data["running"]):
             as_table = runner.invoke(app, ["status", str(study_file), "--storage", url])
             return data, as_table.output
         time.sleep(0.2)
     raise AssertionError("tuner status never showed a running trial")
+
+
+def test_status_table_shows_a_trial_taken_before_its_worker_is_stored_as_starting() -> None:
+    from rich.console import Console
+
+    from tuner.cli._render import workers_table
+
+    rows = [
+        {"number": 3, "worker": "host:12", "started": "2026-12-03T10:00:00"},
+        {"number": 4, "worker": None, "started": "2026-12-03T10:00:01"},
+    ]
+    console = Console(width=120, record=True)
+    console.print(workers_table({"running": rows}))
+    lines = [line for line in console.export_text().splitlines() if "2026-12-03" in line]
+    assert "host:12" in lines[0]
+    assert "(starting)" in lines[1] and "None" not in lines[1]
 
 
 def test_summary_wraps_a_long_dashboard_command_instead_of_cutting_it() -> None:

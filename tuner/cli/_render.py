@@ -102,7 +102,9 @@ def workers_table(data: dict[str, Any]) -> Table:
     for column in ("trial", "worker", "started"):
         table.add_column(column)
     for row in data["running"]:
-        table.add_row(str(row["number"]), str(row["worker"]), str(row["started"]))
+        # A trial is taken a moment before its worker's name is stored on it.
+        worker = row["worker"] or "(starting)"
+        table.add_row(str(row["number"]), worker, str(row["started"]))
     return table
 
 
