@@ -174,6 +174,24 @@ def test_writes_under_a_study_lock_are_visible_once_it_is_released(journal_url: 
     assert reader.get_study_system_attrs(study._study_id)["tuner:started_at"] == 1.0
 
 
+def test_under_a_study_lock_the_journal_is_read_once_and_afresh_after(journal_url: str) -> None:
+    study = optuna.create_study(storage=PostgresJournalStorage(journal_url), study_name="once")
+    # Another process's writer: not one of this process's storages, so no lock reaches it.
+    other = optuna.storages.JournalStorage(PostgresJournalBackend(journal_url))
+    theirs = optuna.load_study(study_name="once", storage=other)
+    lock = StudyLock(journal_url, "once")
+    theirs.add_trial(optuna.trial.create_trial(value=0.0))
+    with lock.hold():
+        assert len(study.get_trials()) == 1, "the first read under the lock is fresh"
+        theirs.add_trial(optuna.trial.create_trial(value=1.0))
+        assert len(study.get_trials()) == 1, "later reads under the lock come from memory"
+        study.ask()  # an own write reads back everything before it
+        assert [t.number for t in study.get_trials()] == [0, 1, 2]
+        theirs.add_trial(optuna.trial.create_trial(value=3.0))
+    lock.close()
+    assert [t.number for t in study.get_trials()] == [0, 1, 2, 3], "read afresh after release"
+
+
 def test_waiting_and_running_trials_are_found_among_many_finished(journal_url: str) -> None:
     storage = PostgresJournalStorage(journal_url)
     study = optuna.create_study(storage=storage, study_name="many")

@@ -151,7 +151,7 @@ class PostgresJournalStorage(JournalStorage):
     def lock_released(self) -> None:
         """The lock taken at the matching :meth:`lock_taken` was released."""
         with self._thread_lock:
-            self._locks_held = max(0, self._locks_held - 1)
+            self._locks_held -= 1
 
     # --- sending the pending writes ------------------------------------------------------------
 

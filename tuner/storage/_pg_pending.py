@@ -27,7 +27,7 @@ from tuner.storage._url import sqlalchemy_url
 _log = logging.getLogger(__name__)
 
 
-class _Flushable(Protocol):
+class _OpenStorage(Protocol):
     database: str
 
     def flush(self) -> None: ...
@@ -72,7 +72,7 @@ def applied(trial: FrozenTrial, entry: dict[str, Any]) -> FrozenTrial:
 
 
 # Every open journal storage of this process, for publish_pending and the exit flush.
-OPEN: weakref.WeakSet[_Flushable] = weakref.WeakSet()
+OPEN: weakref.WeakSet[_OpenStorage] = weakref.WeakSet()
 
 
 def publish_pending(url: str | None = None) -> None:
@@ -83,14 +83,12 @@ def publish_pending(url: str | None = None) -> None:
     process wrote while holding it is visible to the next holder. Every storage is tried;
     the first error is raised after.
     """
-    database = None if url is None else database_of(url)
     error: Exception | None = None
-    for storage in list(OPEN):
-        if database is None or storage.database == database:
-            try:
-                storage.flush()
-            except Exception as exc:
-                error = error or exc
+    for storage in _open_on(url):
+        try:
+            storage.flush()
+        except Exception as exc:
+            error = error or exc
     if error is not None:
         raise error
 
@@ -105,8 +103,7 @@ def lock_section(url: str) -> Iterator[None]:
     and its later reads until the block ends are served from memory (see
     ``PostgresJournalStorage``).
     """
-    database = database_of(url)
-    storages = [storage for storage in list(OPEN) if storage.database == database]
+    storages = _open_on(url)
     for storage in storages:
         storage.lock_taken()
     try:
@@ -114,6 +111,12 @@ def lock_section(url: str) -> Iterator[None]:
     finally:
         for storage in storages:
             storage.lock_released()
+
+
+def _open_on(url: str | None) -> list[_OpenStorage]:
+    """This process's open journal storages on ``url``'s database (all of them when None)."""
+    database = None if url is None else database_of(url)
+    return [s for s in list(OPEN) if database is None or s.database == database]
 
 
 def database_of(url: str) -> str:
@@ -124,7 +127,7 @@ def database_of(url: str) -> str:
 
 @atexit.register
 def _flush_at_exit() -> None:
-    for storage in list(OPEN):
+    for storage in _open_on(None):
         try:
             storage.flush()
         except Exception as exc:
